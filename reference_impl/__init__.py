@@ -1,0 +1,1 @@
+"""The streamspec reference implementation: a correct Django streaming-task coordinator."""

@@ -1,0 +1,50 @@
+"""Settings of the streaming app, read from Django settings with defaults and validated once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+
+@dataclass(frozen=True, slots=True)
+class StreamingSettings:
+    client_buffer: int
+    """Events a client may have waiting before it is dropped (see `channel.TaskChannel`)."""
+    max_streams: int
+    """Open SSE streams per server process; one more is answered 503 with Retry-After."""
+    keepalive_seconds: float
+    """Idle time after which a stream sends an SSE comment, so proxies keep it open."""
+    retry_after_seconds: int
+
+
+_DEFAULTS = {
+    "STREAMING_CLIENT_BUFFER": 1024,
+    "STREAMING_MAX_STREAMS": 1000,
+    "STREAMING_KEEPALIVE_SECONDS": 15.0,
+    "STREAMING_RETRY_AFTER_SECONDS": 1,
+}
+
+
+def _positive(name: str, kind: type) -> int | float:
+    value = getattr(settings, name, _DEFAULTS[name])
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ImproperlyConfigured(f"{name} must be a positive number, got {value!r}")
+    return kind(value)
+
+
+@lru_cache(maxsize=1)
+def streaming_settings() -> StreamingSettings:
+    return StreamingSettings(
+        client_buffer=_positive("STREAMING_CLIENT_BUFFER", int),
+        max_streams=_positive("STREAMING_MAX_STREAMS", int),
+        keepalive_seconds=_positive("STREAMING_KEEPALIVE_SECONDS", float),
+        retry_after_seconds=_positive("STREAMING_RETRY_AFTER_SECONDS", int),
+    )
+
+
+def reload_settings() -> None:
+    """Forget cached settings (tests that override them call this)."""
+    streaming_settings.cache_clear()

@@ -1,0 +1,46 @@
+import os
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+DEFAULT_SOCKET = "/tmp/django-stream.sock"
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise CommandError(f"--port must be a number from 1 to 65535, got {value!r}")
+    return port
+
+
+class Command(BaseCommand):
+    help = "Serve task streams over SSE with uvicorn, on a TCP port (--port) or a Unix socket."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--socket", default=DEFAULT_SOCKET,
+                            help=f"Unix socket path, used unless --port is given (default: {DEFAULT_SOCKET})")
+        parser.add_argument("--host", default="127.0.0.1", help="Host to bind with --port")
+        parser.add_argument("--port", type=_port, help="TCP port; without it the Unix socket is used")
+        parser.add_argument("--log-level", default="info",
+                            choices=["critical", "error", "warning", "info", "debug"])
+
+    def handle(self, *args, **options) -> None:
+        import uvicorn
+
+        from reference_impl.streaming.server import app
+
+        port, socket_path = options["port"], options["socket"]
+        common = {"log_level": options["log_level"], "lifespan": "on", "timeout_graceful_shutdown": 5}
+        if port:
+            self.stdout.write(self.style.SUCCESS(f"Starting streaming server on {options['host']}:{port}"))
+            uvicorn.run(app, host=options["host"], port=port, **common)
+            return
+        directory = os.path.dirname(os.path.abspath(socket_path))
+        if not os.path.isdir(directory):
+            raise CommandError(f"--socket: directory {directory} does not exist")
+        if os.path.exists(socket_path):
+            os.remove(socket_path)
+        self.stdout.write(self.style.SUCCESS(f"Starting streaming server on Unix socket: {socket_path}"))
+        uvicorn.run(app, uds=socket_path, **common)

@@ -1,0 +1,135 @@
+"""`StreamTask`: the abstract model a Django app subclasses to run a long task and stream its events."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from abc import ABCMeta, abstractmethod
+from collections.abc import AsyncGenerator, Generator
+from typing import TYPE_CHECKING, Any
+
+from django.db import models
+from django.utils import timezone
+
+if TYPE_CHECKING:
+    from .channel import Event
+
+logger = logging.getLogger("streaming.tasks")
+
+
+class StreamTaskMeta(ABCMeta, type(models.Model)):
+    """Lets `process()` be abstract on a Django model."""
+
+
+class TaskStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+FINISHED = (TaskStatus.COMPLETED, TaskStatus.FAILED)
+
+
+class StreamTask(models.Model, metaclass=StreamTaskMeta):
+    """A task row whose `process()` runs once and whose events reach every attached client.
+
+    No runtime state is kept on the Python object (the seed's bug): clients and the latest event
+    belong to the task row, in the coordinator's channel for it, so any instance of the row can
+    attach clients or send events and they all see one stream.
+    """
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    final_value = models.JSONField(null=True, blank=True)
+    # Not in the upstream library: failure must be persisted (S6) and the terminal event kept so a
+    # joiner after the coordinator forgot the task gets exactly what earlier clients got (S5).
+    status = models.CharField(
+        max_length=16, choices=TaskStatus.choices, default=TaskStatus.PENDING, db_index=True
+    )
+    error = models.JSONField(null=True, blank=True)
+    last_event = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    @abstractmethod
+    async def process(self) -> Any:
+        """Do the work, calling `send_event` along the way; the return value is the final value."""
+
+    # -- identity ---------------------------------------------------------------------------------
+
+    @property
+    def stream_key(self) -> tuple[str, Any]:
+        """What identifies this task's stream: the model and the primary key, not the object."""
+        if self.pk is None:
+            raise ValueError(
+                f"{type(self).__name__} has no primary key yet: save it before streaming it"
+            )
+        return (self._meta.label_lower, self.pk)
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED or self.completed_at is not None
+
+    # -- events and clients -----------------------------------------------------------------------
+
+    async def send_event(self, event_type: str, data: Any) -> None:
+        """Send an event to every client of this task row (and keep it for late joiners)."""
+        _coordinator().publish(self, event_type, data)
+
+    async def add_client(self, queue: asyncio.Queue, last_event_id: int | None = None) -> None:
+        """Attach `queue`: it gets the latest event at once (unless `last_event_id` says it has
+        it), then every later event, up to and including the terminal one."""
+        await _coordinator().attach(self, queue, last_event_id)
+
+    async def remove_client(self, queue: asyncio.Queue) -> None:
+        _coordinator().detach(self, queue)
+
+    @property
+    def _clients(self) -> frozenset[asyncio.Queue]:
+        """The task row's clients (read-only; the upstream library kept a set on the object)."""
+        channel = _coordinator().channel_of(self)
+        return frozenset(channel.clients) if channel else frozenset()
+
+    @property
+    def _latest_data(self) -> Event | None:
+        channel = _coordinator().channel_of(self)
+        return channel.latest if channel else None
+
+    # -- completion -------------------------------------------------------------------------------
+
+    async def mark_completed(self, final_value: Any = None) -> None:
+        """Persist the task as completed. The coordinator calls it with `process()`'s return value;
+        called on a task that is not running, it also ends the streams of its clients."""
+        logger.info("Task %s marked completed", self.pk)
+        self.status = TaskStatus.COMPLETED
+        self.completed_at = timezone.now()
+        self.final_value = final_value
+        await self.asave(
+            update_fields=["status", "completed_at", "final_value", "last_event", "updated_at"]
+        )
+        await _coordinator().finished_elsewhere(self)
+
+    async def process_generator(self, generator: AsyncGenerator[Any, None]) -> Any:
+        """Send each value the generator yields as a ``progress`` event; return the last one."""
+        final_value = None
+        async for value in generator:
+            await self.send_event("progress", value)
+            final_value = value
+        return final_value
+
+    async def process_sync_generator(self, generator: Generator[Any, None, None]) -> Any:
+        """Send each value the generator yields as a ``progress`` event; return the last one."""
+        final_value = None
+        for value in generator:
+            await self.send_event("progress", value)
+            final_value = value
+        return final_value
+
+
+def _coordinator():
+    from .coordinator import current_coordinator
+
+    return current_coordinator()

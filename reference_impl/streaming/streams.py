@@ -1,0 +1,225 @@
+"""One SSE stream of a task, independent of the server that carries it.
+
+Both the standalone ASGI server (`server.py`) and the Django view (`views.py`) open streams here,
+so they answer the same statuses, bodies and wire format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+
+from .channel import OVERFLOW, TERMINAL_TYPES, Event
+from .conf import streaming_settings
+from .coordinator import TaskCoordinator, current_coordinator
+from .models import StreamTask, TaskStatus
+
+_ID = re.compile(r"[0-9]{1,19}")
+_MAX_ID = 2**63 - 1  # the largest BigAutoField value; a larger id cannot name a row
+
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",  # nginx would otherwise hold events back
+}
+
+
+class StreamError(Exception):
+    """A request that cannot be streamed: `status` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+@dataclass
+class Response:
+    """What to answer: a JSON body (a finished task), no content, or an event stream."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes = b""
+    stream: AsyncIterable[bytes] | None = None
+
+    async def aclose(self) -> None:
+        close = getattr(self.stream, "aclose", None)
+        if close is not None:
+            await close()
+
+
+class StreamLimiter:
+    """Counts open streams of one server process (S8: a limit answered with 503 + Retry-After)."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self._limit = limit
+        self.open = 0
+
+    @property
+    def limit(self) -> int:
+        return self._limit if self._limit is not None else streaming_settings().max_streams
+
+    def acquire(self) -> None:
+        if self.open >= self.limit:
+            retry = str(streaming_settings().retry_after_seconds)
+            raise StreamError(503, "Too many open streams, retry later", {"Retry-After": retry})
+        self.open += 1
+
+    def release(self) -> None:
+        self.open -= 1
+
+
+def parse_task_id(raw: str) -> int:
+    if not _ID.fullmatch(raw) or int(raw) > _MAX_ID:
+        raise StreamError(400, "Invalid task ID: expected a positive integer")
+    return int(raw)
+
+
+def parse_last_event_id(raw: str | None) -> int | None:
+    """Last-Event-ID as a number; anything else (a foreign id) is ignored, as the header is a hint."""
+    if raw is None:
+        return None
+    raw = raw.strip()
+    return int(raw) if _ID.fullmatch(raw) else None
+
+
+def encode(event: Event | dict, task: StreamTask) -> bytes:
+    """The SSE frame of an event, once per event however many clients receive it."""
+    wire = getattr(event, "wire", None)
+    if wire is not None:
+        return wire
+    data = event.get("data")
+    if isinstance(data, dict):
+        # The upstream library adds these to every event's data; kept for wire compatibility.
+        data = {**data, "_task_id": task.pk, "_app": task._meta.app_label,
+                "_model": type(task).__name__, "_timestamp": event.get("timestamp")}
+    frame = f"event: {event['type']}\ndata: {json.dumps(data, cls=DjangoJSONEncoder)}\n\n"
+    if event.get("id") is not None:
+        frame = f"id: {event['id']}\n{frame}"
+    wire = frame.encode()
+    if isinstance(event, Event):
+        event.wire = wire
+    return wire
+
+
+def final_state(task: StreamTask) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "status": "failed" if task.status == TaskStatus.FAILED else "completed",
+        "final_value": task.final_value,
+        "completed_at": task.completed_at.isoformat() if task.completed_at else None,
+    }
+    if task.status == TaskStatus.FAILED:
+        body["error"] = task.error
+    return body
+
+
+async def open_stream(
+    app_name: str,
+    model_name: str,
+    raw_task_id: str,
+    last_event_id: str | None = None,
+    *,
+    limiter: StreamLimiter,
+    coordinator: TaskCoordinator | None = None,
+) -> Response:
+    """Resolve a stream request into a response, or raise `StreamError`."""
+    coordinator = coordinator or current_coordinator()
+    task_id = parse_task_id(raw_task_id)
+    try:
+        coordinator.resolve_model(app_name, model_name)
+    except LookupError:
+        raise StreamError(404, "Not Found: no such streaming task model") from None
+    resume_after = parse_last_event_id(last_event_id)
+    task = await coordinator.get_task_instance(app_name, model_name, task_id)
+    if task is None:
+        raise StreamError(404, "Task not found")
+    if task.is_finished and not coordinator.is_task_running(app_name, model_name, task_id):
+        return _finished(task, last_event_id is not None, resume_after)
+    limiter.acquire()
+    queue: asyncio.Queue = asyncio.Queue(maxsize=streaming_settings().client_buffer)
+    try:
+        await task.add_client(queue, resume_after)
+    except BaseException:
+        limiter.release()
+        raise
+    return Response(200, dict(SSE_HEADERS), stream=EventStream(task, queue, resume_after, limiter))
+
+
+def _finished(task: StreamTask, resuming: bool, resume_after: int | None) -> Response:
+    if not resuming:
+        body = json.dumps(final_state(task), cls=DjangoJSONEncoder).encode()
+        return Response(200, {"Content-Type": "application/json"}, body)
+    # An SSE client reconnecting: hand it the terminal event it missed, or tell it to stop (204).
+    last = task.last_event or {}
+    if resume_after is not None and last.get("id") is not None and last["id"] <= resume_after:
+        return Response(204, {})
+    terminal = Event(last.get("type", "complete"), last.get("data", final_state(task)),
+                     last.get("timestamp"), last.get("id"))
+
+    async def once() -> AsyncIterator[bytes]:
+        yield encode(terminal, task)
+
+    return Response(200, dict(SSE_HEADERS), stream=once())
+
+
+class EventStream:
+    """The body of one SSE response. `aclose()` must be called once the response is over, whether
+    or not it was iterated: it detaches the client and frees the stream slot."""
+
+    def __init__(
+        self, task: StreamTask, queue: asyncio.Queue, resume_after: int | None, limiter: StreamLimiter
+    ) -> None:
+        self.task = task
+        self.queue = queue
+        self.last_id = resume_after if resume_after is not None else 0
+        self._limiter: StreamLimiter | None = limiter
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._frames()
+
+    async def _frames(self) -> AsyncIterator[bytes]:
+        queue, task = self.queue, self.task
+        keepalive = streaming_settings().keepalive_seconds
+        # Sent at once so the client has its response headers before the task's first event.
+        yield b": connected\n\n"
+        while True:
+            try:
+                async with asyncio.timeout(keepalive):
+                    event = await queue.get()
+            except TimeoutError:
+                yield b": keepalive\n\n"
+                continue
+            frames: list[bytes] = []
+            while True:
+                kind = event["type"]
+                if kind == OVERFLOW:
+                    frames.append(f"event: {OVERFLOW}\ndata: {json.dumps(event['data'])}\n\n".encode())
+                    yield b"".join(frames)
+                    return
+                event_id = event.get("id")
+                if event_id is None or event_id > self.last_id:
+                    frames.append(encode(event, task))
+                    if event_id is not None:
+                        self.last_id = event_id
+                if kind in TERMINAL_TYPES or queue.empty():
+                    break
+                # Everything already queued goes out in one write: far fewer sends under load.
+                event = queue.get_nowait()
+            if frames:
+                yield b"".join(frames)
+            if kind in TERMINAL_TYPES:
+                return
+
+    async def aclose(self) -> None:
+        limiter, self._limiter = self._limiter, None
+        if limiter is None:
+            return
+        limiter.release()
+        await self.task.remove_client(self.queue)
