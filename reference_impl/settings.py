@@ -46,5 +46,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"streaming": {"handlers": ["console"], "level": os.environ.get("STREAMING_LOG_LEVEL", "WARNING")}},
+    "loggers": {
+        "streaming": {"handlers": ["console"], "level": os.environ.get("STREAMING_LOG_LEVEL", "WARNING")},
+    },
 }

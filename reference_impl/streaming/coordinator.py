@@ -215,8 +215,14 @@ class TaskCoordinator:
         channel.close()
 
     async def _replay_stored_end(self, task: StreamTask, channel: TaskChannel) -> None:
-        stored = await type(task)._default_manager.filter(pk=task.pk).afirst()
-        self._end(channel, _stored_terminal(stored, channel))
+        """The claim found the row finished: the instance was stale. Bring it up to date (callers
+        may hold it) and end its clients' streams with the stored terminal event."""
+        try:
+            await task.arefresh_from_db()
+        except type(task).DoesNotExist:
+            self._end(channel, _stored_terminal(None, channel))
+            return
+        self._end(channel, _stored_terminal(task, channel))
 
     async def finished_elsewhere(self, task: StreamTask) -> None:
         """`mark_completed` was called on a task this coordinator is not running: end its streams."""
@@ -280,6 +286,11 @@ class TaskCoordinator:
             "clients": sum(len(c.clients) for c in self._channels.values()),
         }
 
+    async def join(self) -> None:
+        """Wait until no task runs in this coordinator (tasks started meanwhile included)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
     async def shutdown(self) -> None:
         """Cancel running tasks (they stay unfinished in the database and resume on next start)."""
         tasks = list(self._tasks.values()) + list(self._loads.values())
@@ -299,7 +310,8 @@ def _error_data(exc: BaseException) -> dict[str, str]:
 def _stored_terminal(stored: StreamTask | None, channel: TaskChannel) -> Event:
     """The terminal event recorded for a finished row, rebuilt if an older writer left none."""
     if stored is None:
-        return channel.make_event("error", {"message": "task no longer exists", "error_type": "DoesNotExist"}, _now())
+        gone = {"message": "task no longer exists", "error_type": "DoesNotExist"}
+        return channel.make_event("error", gone, _now())
     if stored.last_event and stored.last_event.get("type") in TERMINAL_TYPES:
         last = stored.last_event
         return Event(last["type"], last.get("data"), last.get("timestamp"), last.get("id"))

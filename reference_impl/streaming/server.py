@@ -18,10 +18,10 @@ if not apps.ready:  # imported as a server entry point: configure Django like ma
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reference_impl.settings")
     django.setup()
 
-from django.db import Error as DatabaseError  # noqa: E402
+from django.db import Error as DatabaseError
 
-from .coordinator import TaskCoordinator, current_coordinator  # noqa: E402
-from .streams import Response, StreamError, StreamLimiter, open_stream  # noqa: E402
+from .coordinator import TaskCoordinator, current_coordinator
+from .streams import Response, StreamError, StreamLimiter, open_stream
 
 logger = logging.getLogger("streaming.server")
 
@@ -33,7 +33,9 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 class StreamingApp:
     """An ASGI application serving task streams over Server-Sent Events."""
 
-    def __init__(self, coordinator: TaskCoordinator | None = None, limiter: StreamLimiter | None = None) -> None:
+    def __init__(
+        self, coordinator: TaskCoordinator | None = None, limiter: StreamLimiter | None = None
+    ) -> None:
         self.coordinator = coordinator
         self.limiter = limiter or StreamLimiter()
 

@@ -1,0 +1,471 @@
+"""The reference implementation against each clause, in one process.
+
+Every clause has a probe returning the problems it sees, a test that the reference shows none, and a
+test that the same probe finds problems once the fix is patched out: each test is shown able to fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from django.test import override_settings
+
+from reference_impl.example.models import ExampleTask, FailingTask, SignalTask
+from reference_impl.streaming import coordinator as coordinator_module
+from reference_impl.streaming.channel import TaskChannel
+from reference_impl.streaming.coordinator import TaskCoordinator, coordinator
+from reference_impl.streaming.models import StreamTask, TaskStatus
+from tests.reference_support import APP, EntryCounter, drain, gaps
+
+
+@pytest.fixture(autouse=True)
+def clean_coordinator():
+    """Each test starts with an empty process-wide coordinator and must leave it empty."""
+    coordinator.__init__()
+    yield coordinator
+    coordinator.__init__()
+
+
+async def wait_idle() -> None:
+    async with asyncio.timeout(2):
+        await coordinator.join()
+
+
+# -- S1 identity --------------------------------------------------------------------------------
+
+
+async def s1_problems() -> list[str]:
+    problems = []
+    task = await ExampleTask.objects.acreate(message="s1")
+    lookup = asyncio.create_task(coordinator.get_task_instance(APP, "ExampleTask", task.pk))
+    await asyncio.sleep(0)  # the lookup is now loading the row from the database
+    await coordinator.start_task(task, APP, "ExampleTask")
+    if await lookup is not task:
+        problems.append("a lookup racing with start_task returned another object than the running one")
+    await asyncio.sleep(0.015)
+    if await coordinator.get_task_instance(APP, "ExampleTask", task.pk) is not task:
+        problems.append("a lookup while the task runs returned another object")
+    await wait_idle()
+    return problems
+
+
+@pytest.mark.clause("S1")
+async def test_s1_lookups_return_the_running_object():
+    assert await s1_problems() == []
+
+
+async def _load_without_recheck(self, model, key):
+    try:
+        loaded = await model._default_manager.aget(pk=key[1])
+        if not loaded.is_finished:
+            await self.start_task(loaded)
+        return loaded
+    finally:
+        del self._loads[key]
+
+
+@pytest.mark.clause("S1")
+async def test_s1_probe_fails_without_the_recheck_after_load(monkeypatch):
+    monkeypatch.setattr(TaskCoordinator, "_load", _load_without_recheck)
+    assert await s1_problems() == [
+        "a lookup racing with start_task returned another object than the running one"
+    ]
+
+
+@pytest.mark.clause("S1")
+async def test_s1_concurrent_lookups_share_one_load(monkeypatch):
+    task = await SignalTask.objects.acreate()
+    lookups = (coordinator.get_task_instance(APP, "SignalTask", task.pk) for _ in range(5))
+    found = await asyncio.gather(*lookups)
+    assert all(obj is found[0] for obj in found)
+    assert coordinator.resources()["loads"] == 0
+    await SignalTask.release(task.pk)
+    await wait_idle()
+
+
+# -- S2 no orphan clients -----------------------------------------------------------------------
+
+
+async def s2_problems() -> list[str]:
+    task = await ExampleTask.objects.acreate(message="s2")
+    other = await ExampleTask.objects.aget(pk=task.pk)  # a second Python object of the same row
+    queue: asyncio.Queue = asyncio.Queue()
+    await other.add_client(queue)
+    await coordinator.start_task(task)
+    events, ended = await drain(queue, timeout=1.0)
+    await wait_idle()
+    kinds = [e["type"] for e in events]
+    if kinds != ["start", "progress", "progress", "progress", "complete"]:
+        return [f"a client attached through another instance received {kinds} (ended: {ended})"]
+    return []
+
+
+@pytest.mark.clause("S2")
+async def test_s2_client_on_another_instance_gets_every_event():
+    assert await s2_problems() == []
+
+
+@pytest.mark.clause("S2")
+async def test_s2_probe_fails_when_state_belongs_to_the_object(monkeypatch):
+    per_object = property(lambda self: (self._meta.label_lower, self.pk, id(self)))
+    monkeypatch.setattr(StreamTask, "stream_key", per_object)
+    problems = await s2_problems()
+    assert problems and "received []" in problems[0]
+
+
+@pytest.mark.clause("S2")
+async def test_instances_created_by_init_do_not_wipe_runtime_state():
+    task = await SignalTask.objects.acreate()
+    queue: asyncio.Queue = asyncio.Queue()
+    await task.add_client(queue)
+    await coordinator.start_task(task)
+    await asyncio.sleep(0.01)
+    reloaded = await SignalTask.objects.aget(pk=task.pk)  # Django's __init__ runs again
+    assert reloaded._clients == task._clients == frozenset({queue})
+    assert reloaded._latest_data is task._latest_data is not None
+    await SignalTask.release(task.pk)
+    await wait_idle()
+
+
+# -- S3 latest-event replay ---------------------------------------------------------------------
+
+
+async def s3_problems() -> list[str]:
+    """Joiners arrive between sends; each must get the latest event, then every later one."""
+    problems = []
+    task = await SignalTask.objects.acreate()
+    await coordinator.start_task(task)
+    await asyncio.sleep(0.01)
+    joiners: list[tuple[int, asyncio.Queue]] = []
+    for n in range(1, 6):
+        await task.send_event("tick", {"n": n})
+        latest = task._latest_data["id"]
+        queue: asyncio.Queue = asyncio.Queue()
+        instance = await SignalTask.objects.aget(pk=task.pk) if n % 2 else task
+        await instance.add_client(queue)
+        joiners.append((latest, queue))
+    await SignalTask.release(task.pk)
+    for number, (latest, queue) in enumerate(joiners, 1):
+        events, ended = await drain(queue)
+        if not events or events[0]["id"] != latest:
+            problems.append(f"joiner {number} joined after event {latest} but its first event was "
+                            f"{events[0]['id'] if events else 'none'}")
+        problems += [f"joiner {number}: {gap}" for gap in gaps(events)]
+        if not ended:
+            problems.append(f"joiner {number} never got the terminal event")
+    await wait_idle()
+    return problems
+
+
+@pytest.mark.clause("S3")
+async def test_s3_joiners_get_latest_then_every_later_event():
+    assert await s3_problems() == []
+
+
+@pytest.mark.clause("S3")
+async def test_s3_probe_fails_without_replay(monkeypatch):
+    def attach_without_replay(self, queue, last_event_id=None):
+        self.clients[queue] = None
+
+    monkeypatch.setattr(TaskChannel, "attach", attach_without_replay)
+    problems = await s3_problems()
+    assert len(problems) == 5 and "joiner 1 joined after event 2 but its first event was 3" in problems
+
+
+@pytest.mark.clause("S3")
+async def test_s3_resume_skips_what_the_client_has():
+    task = await SignalTask.objects.acreate()
+    await coordinator.start_task(task)
+    await asyncio.sleep(0.01)
+    await task.send_event("tick", {})
+    latest = task._latest_data["id"]
+    has_it: asyncio.Queue = asyncio.Queue()
+    await task.add_client(has_it, last_event_id=latest)
+    lacks_it: asyncio.Queue = asyncio.Queue()
+    await task.add_client(lacks_it, last_event_id=latest - 1)
+    assert has_it.empty() and lacks_it.get_nowait()["id"] == latest
+    await SignalTask.release(task.pk)
+    await wait_idle()
+
+
+# -- S4 single execution ------------------------------------------------------------------------
+
+
+async def s4_entries(monkeypatch) -> int:
+    counter = EntryCounter(monkeypatch, ExampleTask)
+    task = await ExampleTask.objects.acreate(message="s4")
+    copy = await ExampleTask.objects.aget(pk=task.pk)
+    await asyncio.gather(
+        *(coordinator.get_task_instance(APP, "ExampleTask", task.pk) for _ in range(5)),
+        coordinator.start_task(task),
+        coordinator.start_task(copy),
+    )
+    await wait_idle()
+    return counter.count
+
+
+@pytest.mark.clause("S4")
+async def test_s4_concurrent_starts_and_lookups_run_process_once(monkeypatch):
+    assert await s4_entries(monkeypatch) == 1
+
+
+@pytest.mark.clause("S4")
+async def test_s4_probe_fails_with_an_await_between_check_and_start(monkeypatch):
+    original = TaskCoordinator.start_task
+
+    async def check_then_start(self, task, app_name=None, model_name=None):
+        if task.stream_key in self._tasks:
+            return
+        await asyncio.sleep(0)
+        self._tasks.pop(task.stream_key, None)  # the check above is stale by now
+        await original(self, task, app_name, model_name)
+
+    monkeypatch.setattr(TaskCoordinator, "start_task", check_then_start)
+    assert await s4_entries(monkeypatch) > 1
+
+
+# -- S5 completion ------------------------------------------------------------------------------
+
+
+async def s5_problems(monkeypatch) -> list[str]:
+    problems = []
+    counter = EntryCounter(monkeypatch, ExampleTask)
+    task = await ExampleTask.objects.acreate(message="s5")
+    stale = await ExampleTask.objects.aget(pk=task.pk)
+    queues = [asyncio.Queue() for _ in range(3)]
+    for queue in queues:
+        await task.add_client(queue)
+    await coordinator.start_task(task)
+    for number, queue in enumerate(queues, 1):
+        events, ended = await drain(queue)
+        if not ended or events[-1]["type"] != "complete" or not queue.empty():
+            problems.append(f"client {number} did not end on the terminal event")
+    await wait_idle()
+    terminal_id = events[-1]["id"]
+    if coordinator.resources() != dict.fromkeys(coordinator.resources(), 0):
+        problems.append(f"the coordinator still holds {coordinator.resources()}")
+    late: asyncio.Queue = asyncio.Queue()
+    await stale.add_client(late)
+    events, ended = await drain(late, timeout=0.5)
+    if [e["id"] for e in events] != [terminal_id]:
+        problems.append(f"a joiner after the end got {events} instead of the terminal event")
+    await coordinator.start_task(stale)
+    found = await coordinator.get_task_instance(APP, "ExampleTask", task.pk)
+    await wait_idle()
+    if found is None or found.status != TaskStatus.COMPLETED or found.final_value["message"] != "s5":
+        problems.append("the final state was not persisted")
+    if counter.count != 1:
+        problems.append(f"process() ran {counter.count} times")
+    return problems
+
+
+@pytest.mark.clause("S5")
+async def test_s5_clients_end_late_joiners_get_the_end_and_nothing_reruns(monkeypatch):
+    assert await s5_problems(monkeypatch) == []
+
+
+@pytest.mark.clause("S5")
+async def test_s5_probe_fails_without_the_database_claim(monkeypatch):
+    async def always_claim(self, task):
+        return True
+
+    monkeypatch.setattr(TaskCoordinator, "_claim", always_claim)
+    assert await s5_problems(monkeypatch) == ["process() ran 2 times"]
+
+
+@pytest.mark.clause("S5")
+async def test_s5_task_sending_no_terminal_event_still_ends_streams():
+    task = await SignalTask.objects.acreate()
+    queue: asyncio.Queue = asyncio.Queue()
+    await task.add_client(queue)
+    await coordinator.start_task(task)
+    await SignalTask.release(task.pk, payload={"answer": 42})
+    events, ended = await drain(queue)
+    assert ended and [e["type"] for e in events] == ["start", "released", "complete"]
+    assert events[-1]["data"] == {"final_value": {"answer": 42}}
+
+
+@pytest.mark.clause("S5")
+async def test_s5_mark_completed_outside_the_coordinator_ends_streams():
+    task = await SignalTask.objects.acreate()
+    queue: asyncio.Queue = asyncio.Queue()
+    await task.add_client(queue)  # attached, never started
+    await task.mark_completed({"by": "admin"})
+    events, ended = await drain(queue, timeout=0.5)
+    assert ended and events[-1]["data"] == {"final_value": {"by": "admin"}}
+    assert coordinator.resources()["channels"] == 0
+
+
+# -- S6 failure ---------------------------------------------------------------------------------
+
+
+async def s6_problems(monkeypatch) -> list[str]:
+    problems = []
+    counter = EntryCounter(monkeypatch, FailingTask)
+    task = await FailingTask.objects.acreate(message="kaboom")
+    queue: asyncio.Queue = asyncio.Queue()
+    await task.add_client(queue)
+    await coordinator.start_task(task)
+    events, ended = await drain(queue)
+    if not ended or events[-1]["type"] != "error" or events[-1]["data"] != {
+        "message": "kaboom", "error_type": "RuntimeError"
+    }:
+        problems.append(f"the client's last event was {events[-1] if events else None}")
+    await wait_idle()
+    row = await FailingTask.objects.aget(pk=task.pk)
+    if row.status != TaskStatus.FAILED or row.error != {"message": "kaboom", "error_type": "RuntimeError"}:
+        problems.append(f"the row says status={row.status} error={row.error}")
+    again = await coordinator.get_task_instance(APP, "FailingTask", task.pk)
+    late: asyncio.Queue = asyncio.Queue()
+    if again is not None:
+        await again.add_client(late)
+    late_events, _ = await drain(late, timeout=0.5)
+    await wait_idle()
+    if not late_events or late_events[0]["type"] != "error":
+        problems.append(f"a joiner after the failure got {late_events}")
+    if counter.count != 1:
+        problems.append(f"process() ran {counter.count} times")
+    return problems
+
+
+@pytest.mark.clause("S6")
+async def test_s6_failure_is_persisted_reported_and_not_rerun(monkeypatch):
+    assert await s6_problems(monkeypatch) == []
+
+
+@pytest.mark.clause("S6")
+async def test_s6_probe_fails_when_failure_is_not_persisted(monkeypatch):
+    async def fail_in_memory_only(self, task, channel, exc):
+        self._end(channel, channel.make_event("error", coordinator_module._error_data(exc), "now"))
+
+    monkeypatch.setattr(TaskCoordinator, "_fail", fail_in_memory_only)
+    problems = await s6_problems(monkeypatch)
+    assert any("status=running" in p for p in problems)
+    assert "process() ran 2 times" in problems
+
+
+# -- S8 hygiene and bounded resources -----------------------------------------------------------
+
+
+@pytest.mark.clause("S8")
+async def test_s8_nothing_is_left_after_completion_and_disconnect():
+    task = await ExampleTask.objects.acreate(message="s8")
+    never_read: asyncio.Queue = asyncio.Queue()
+    await task.add_client(never_read)  # a client that never calls remove_client
+    await coordinator.start_task(task)
+    await wait_idle()
+    assert coordinator.resources() == {"channels": 0, "tasks": 0, "instances": 0, "loads": 0, "clients": 0}
+
+    pending = await SignalTask.objects.acreate()
+    queue: asyncio.Queue = asyncio.Queue()
+    await pending.add_client(queue)
+    assert coordinator.resources()["clients"] == 1
+    await pending.remove_client(queue)
+    assert coordinator.resources()["channels"] == 0
+
+
+async def s8_slow_reader_problems() -> list[str]:
+    problems = []
+    task = await SignalTask.objects.acreate()
+    slow: asyncio.Queue = asyncio.Queue()  # unbounded, never read
+    full: asyncio.Queue = asyncio.Queue(maxsize=2)  # bounded, never read
+    reader: asyncio.Queue = asyncio.Queue()
+    for queue in (slow, full, reader):
+        await task.add_client(queue)
+    await coordinator.start_task(task)
+    await asyncio.sleep(0.01)
+    for n in range(20):
+        await task.send_event("tick", {"n": n})
+        reader.get_nowait()
+    if slow.qsize() > 4:
+        problems.append(f"a client that never reads holds {slow.qsize()} events")
+    for name, queue in (("unbounded", slow), ("bounded", full)):
+        items = [queue.get_nowait() for _ in range(queue.qsize())]
+        if not items or items[-1]["type"] != "overflow":
+            problems.append(f"the {name} slow client got no overflow notice")
+    await SignalTask.release(task.pk)
+    _, ended = await drain(reader)
+    if not ended:
+        problems.append("a reading client was held back by slow ones")
+    await wait_idle()
+    return problems
+
+
+@pytest.mark.clause("S8")
+async def test_s8_slow_readers_are_dropped_with_a_notice():
+    with override_settings(STREAMING_CLIENT_BUFFER=3):
+        assert await s8_slow_reader_problems() == []
+
+
+@pytest.mark.clause("S8")
+async def test_s8_probe_fails_without_the_buffer_bound(monkeypatch):
+    monkeypatch.setattr(TaskChannel, "_overflow", lambda self, queue: None)
+    with override_settings(STREAMING_CLIENT_BUFFER=3):
+        problems = await s8_slow_reader_problems()
+    assert "a client that never reads holds 21 events" in problems
+
+
+# -- API surface --------------------------------------------------------------------------------
+
+
+async def test_events_carry_increasing_ids_and_the_upstream_fields():
+    task = await ExampleTask.objects.acreate(message="ids")
+    queue: asyncio.Queue = asyncio.Queue()
+    await task.add_client(queue)
+    await coordinator.start_task(task)
+    events, _ = await drain(queue)
+    assert [e["id"] for e in events] == [1, 2, 3, 4, 5]
+    assert all(set(e) == {"type", "data", "timestamp", "id"} for e in events)
+
+
+async def test_generators_send_progress_events_and_return_the_last_value():
+    task = await SignalTask.objects.acreate()
+    queue: asyncio.Queue = asyncio.Queue()
+    await task.add_client(queue)
+    await coordinator.start_task(task)
+
+    async def agen():
+        yield {"a": 1}
+        yield {"a": 2}
+
+    assert await task.process_generator(agen()) == {"a": 2}
+    assert await task.process_sync_generator(iter([{"b": 1}])) == {"b": 1}
+    await SignalTask.release(task.pk)
+    events, _ = await drain(queue)
+    assert [e["data"] for e in events if e["type"] == "progress"] == [{"a": 1}, {"a": 2}, {"b": 1}]
+
+
+async def test_lookups_of_unknown_models_rows_and_ids_return_none():
+    assert await coordinator.get_task_instance("nope", "Nothing", 1) is None
+    assert await coordinator.get_task_instance("streaming", "StreamTask", 1) is None
+    assert await coordinator.get_task_instance(APP, "ExampleTask", 10**12) is None
+    assert await coordinator.get_task_instance(APP, "ExampleTask", "abc") is None
+    assert coordinator.is_task_running(APP, "ExampleTask", "abc") is False
+    assert coordinator.resources()["loads"] == 0
+
+
+async def test_misuse_is_refused_with_a_clear_error():
+    task = await ExampleTask.objects.acreate(message="x")
+    with pytest.raises(ValueError, match="not the model of"):
+        await coordinator.start_task(task, APP, "SignalTask")
+    with pytest.raises(ValueError, match="save it before streaming"):
+        await ExampleTask(message="unsaved").add_client(asyncio.Queue())
+
+
+async def test_each_coordinator_keeps_its_own_tasks():
+    other = TaskCoordinator("p1")
+    task = await SignalTask.objects.acreate()
+
+    async def in_other_process():
+        other.activate()
+        found = await other.get_task_instance(APP, "SignalTask", task.pk)
+        assert other.is_task_running(APP, "SignalTask", task.pk)
+        return found
+
+    found = await asyncio.create_task(in_other_process())
+    assert not coordinator.is_task_running(APP, "SignalTask", task.pk)
+    await SignalTask.release(task.pk)
+    async with asyncio.timeout(2):
+        await other.join()
+    assert found.status == TaskStatus.COMPLETED and other.resources()["channels"] == 0
