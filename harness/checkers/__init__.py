@@ -1,0 +1,59 @@
+"""One checker per spec clause, and `check_all` to run them all on a history.
+
+Each clause's checker lives in the module named by its ID (``S7.2`` -> ``s7_2_restart_replay``), and
+exposes ``CLAUSE_ID`` and a pure ``check(history) -> ClauseResult``.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Mapping
+
+from harness import spec
+from harness.checkers import (
+    s1_identity,
+    s2_orphans,
+    s3_replay,
+    s4_single_execution,
+    s5_completion,
+    s6_failure,
+    s7_2_restart_replay,
+    s7_restart,
+    s8_2_bounded_buffers,
+    s8_hygiene,
+)
+from harness.checkers.base import Checker, ClauseResult, Judge, Verdict, Violation
+from harness.history import History
+
+MODULES = (
+    s1_identity, s2_orphans, s3_replay, s4_single_execution, s5_completion, s6_failure,
+    s7_restart, s7_2_restart_replay, s8_hygiene, s8_2_bounded_buffers,
+)
+
+CHECKERS: dict[str, Checker] = {m.CLAUSE_ID: m.check for m in MODULES}
+"""Clause ID -> checker, in spec order."""
+
+
+def run_checker(clause_id: str, checker: Checker, history: History) -> ClauseResult:
+    """Run one checker; a checker that raises yields UNKNOWN with the traceback, never a pass."""
+    try:
+        return checker(history)
+    except Exception as exc:
+        return ClauseResult(
+            clause=clause_id,
+            level=spec.clause(clause_id).level,
+            verdict=Verdict.UNKNOWN,
+            notes=[f"the checker crashed: {type(exc).__name__}: {exc}"],
+            error=traceback.format_exc(),
+        )
+
+
+def check_all(history: History, checkers: Mapping[str, Checker] | None = None) -> list[ClauseResult]:
+    """Every clause's verdict on `history`, in spec order (`checkers` replaces the registry)."""
+    registry = CHECKERS if checkers is None else checkers
+    return [run_checker(clause_id, checker, history) for clause_id, checker in registry.items()]
+
+
+__all__ = [
+    "CHECKERS", "Checker", "ClauseResult", "Judge", "Verdict", "Violation", "check_all", "run_checker",
+]

@@ -1,0 +1,85 @@
+"""S5 Completion: the terminal event reaches every client and ends its stream; nothing follows."""
+
+from __future__ import annotations
+
+from harness.checkers.base import ClauseResult, Judge
+from harness.history import FINAL_STATE, TERMINAL_EVENT_TYPES, Attachment, Finish, History
+
+CLAUSE_ID = "S5"
+STATE_TYPES = (*TERMINAL_EVENT_TYPES, FINAL_STATE)
+
+
+def _check_client(judge: Judge, a: Attachment, finish: Finish) -> None:
+    deliveries = a.task_deliveries()
+    late = a.joined_from > finish.index
+    timing = "joined after" if late else "was connected when"
+    who = f"client {a.client} {timing} {a.task} finished at #{finish.index}"
+    if late:
+        judge.saw("late joiners")
+        # The implementation's own notices (e.g. overflow) are not the task's state: skip them.
+        meaningful = [d for d in deliveries if d.seq is not None or d.event_type in STATE_TYPES]
+        if meaningful and not finish.is_terminal_delivery(meaningful[0]):
+            first = meaningful[0]
+            judge.fail(
+                f"{who} but its first event was {first.seq if first.seq is not None else first.event_type} "
+                f"({first.event_type}), not the final state",
+                a.joined_from, finish.index, first.index,
+            )
+    else:
+        judge.saw("clients connected at the end")
+
+    terminal = next((d for d in deliveries if finish.is_terminal_delivery(d)), None)
+    if terminal is None:
+        judge.missing(a, f"{who} but never received the terminal event", a.joined_from, finish.index)
+        return
+    for d in a.deliveries:
+        if d.index > terminal.index:
+            what = f"event {d.seq}" if d.seq is not None else "an event"
+            judge.fail(
+                f"client {a.client} received {what} ({d.event_type}) at #{d.index} after the terminal "
+                f"event of {a.task} at #{terminal.index}",
+                terminal.index, d.index,
+            )
+    if a.closed_at is None:
+        judge.missing(
+            a,
+            f"client {a.client} received the terminal event of {a.task} at #{terminal.index} "
+            "but its stream never ended",
+            terminal.index,
+        )
+
+
+def check(history: History) -> ClauseResult:
+    judge = Judge(CLAUSE_ID, history)
+    judge.note("'the coordinator forgets finished tasks' is judged by S8 from the resource counts")
+    for task in history.tasks():
+        finish = history.finish(task)
+        if finish is None:
+            continue
+        judge.saw("finished tasks")
+        for a in history.attachments(task):
+            if a.left_at is not None and a.left_at < finish.index:
+                continue  # left before the end: owed nothing at the end
+            _check_client(judge, a, finish)
+        if finish.outcome != "ok":
+            continue  # a failed task's row and re-runs are S6's
+        for run in history.runs(task):
+            if run.start > finish.index:
+                judge.fail(
+                    f"{task} completed at #{finish.index} but ran process() again on {run.obj} "
+                    f"({run.process}) at #{run.start}",
+                    finish.index, run.start,
+                )
+        found = history.persisted(task, after=finish.index)
+        if found is None:
+            judge.note(f"no snapshot after #{finish.index} reports {task}'s persisted row")
+            continue
+        snap, row = found
+        judge.saw("persisted rows")
+        if row.status != "completed":
+            judge.fail(
+                f"{task} completed at #{finish.index} but {snap.process}'s snapshot #{snap.index} "
+                f"reports its row as {row.status!r}",
+                finish.index, snap.index,
+            )
+    return judge.result()

@@ -1,0 +1,496 @@
+"""The streamspec specification as data: one `Clause` per requirement, in the order SPEC.md lists them.
+
+SPEC.md is the document people read; this module is what the checkers, reports and tests read. The
+clause table and the per-clause sections of SPEC.md are rendered from here (`python -m harness.spec`
+rewrites them between the GENERATED markers), and a test fails if the two drift apart.
+
+A requirement with a MUST part and a SHOULD part is split into two clauses (``S7`` and ``S7.2``) so
+that a SHOULD failure is always reported as a SHOULD failure and never folded into a MUST pass.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import textwrap
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+
+class Level(StrEnum):
+    """RFC 2119 requirement level. A MUST failure means non-conformance; a SHOULD failure is a
+    deviation an implementation may justify, but it is still reported as a failure."""
+
+    MUST = "MUST"
+    SHOULD = "SHOULD"
+
+
+class Severity(StrEnum):
+    """How bad a violation is for users, independent of the level (used to order reports)."""
+
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+MAX_CLIENT_BUFFER = 1024
+"""Upper bound (events) on what any implementation may buffer for one client (S8.2). An
+implementation documents its own bound, which must not exceed this one."""
+
+
+@dataclass(frozen=True, slots=True)
+class Clause:
+    """One requirement of the specification."""
+
+    id: str
+    """``S<n>`` for a clause, ``S<n>.<m>`` for a sub-clause that splits off a part of ``S<n>``."""
+    title: str
+    level: Level
+    severity: Severity
+    requirement: str
+    """The requirement in one sentence."""
+    violation: str
+    """What a checker counts as a violation."""
+    rationale: str
+    fix_hint: str
+    judging: str
+    """How the checker reads a history: concurrency windows, exemptions, what it cannot see."""
+    needs_end: bool
+    """True if judging a pass needs the end of the run (liveness): a history cut short by a bound
+    or a hang then gives UNKNOWN instead of PASS. Violations seen in a prefix still count."""
+    checker: str
+    """Module under ``harness/checkers/`` that implements the clause's checker."""
+
+    @property
+    def parent(self) -> str | None:
+        """The clause a sub-clause belongs to (``"S7"`` for ``"S7.2"``), None for a top-level one."""
+        return self.id.split(".")[0] if "." in self.id else None
+
+    @property
+    def checker_path(self) -> str:
+        return f"harness/checkers/{self.checker}.py"
+
+
+CLAUSES: tuple[Clause, ...] = (
+    Clause(
+        id="S1",
+        title="Identity",
+        level=Level.MUST,
+        severity=Severity.CRITICAL,
+        requirement=(
+            "While a task's process() runs in a process, every lookup of that task in the same process "
+            "returns the very object executing process(), including a lookup that was already in flight "
+            "when the task started, so a lookup never replaces the running instance."
+        ),
+        violation=(
+            "A lookup whose invocation-to-completion window overlaps a run of the task in the lookup's "
+            "process returns another object, returns nothing, or fails."
+        ),
+        rationale=(
+            "Callers attach clients to whatever object a lookup returns. If that is not the running "
+            "object, the client waits on an instance that never sends (issue #1), and a lookup that "
+            "caches its own fresh copy over the running one makes every later lookup wrong too."
+        ),
+        fix_hint=(
+            "Register the instance before process() is first awaited; a lookup that loaded the row "
+            "re-checks the registry after its await and returns the registered instance instead of "
+            "caching its own copy."
+        ),
+        judging=(
+            "A lookup is constrained if, when it completes, a run of its task is active in the "
+            "lookup's process; it must then return the object of a run that was active at some point "
+            "between its invocation and its completion. A run that started during the lookup counts "
+            "(the lookup raced with the start), one that ended during it frees the lookup to return a "
+            "fresh object. Other lookups are unconstrained (identity only matters while the task runs; "
+            "a lookup in another process cannot return the running object), and `reload` is not a "
+            "lookup: it loads a fresh instance on purpose "
+            "(S2 covers clients attached through it). Lookups that never completed, or completed with "
+            "status unknown, are skipped."
+        ),
+        needs_end=False,
+        checker="s1_identity",
+    ),
+    Clause(
+        id="S2",
+        title="No orphan clients",
+        level=Level.MUST,
+        severity=Severity.CRITICAL,
+        requirement=(
+            "A client attached through any instance of a task row (the created object, a looked-up "
+            "one or a fresh load from the database, in any process) receives every event the task "
+            "sends after its attach completed, and the terminal event."
+        ),
+        violation=(
+            "A client misses an event sent after its attach completed, or the terminal event, although "
+            "it had not detached, overflowed or lost its process first; or its stream was closed "
+            "without a terminal event; or it received an event of another task."
+        ),
+        rationale=(
+            "Applications obtain instances in many ways; if delivery depends on which Python object "
+            "the client was attached through, some clients silently wait forever."
+        ),
+        fix_hint=(
+            "Keep subscribers and the latest event in a per-task channel owned by the coordinator "
+            "(keyed by model and primary key), not on the model instance; attaching through any "
+            "instance registers with that channel."
+        ),
+        judging=(
+            "An event is owed if it was sent after the attach completed and before the client left "
+            "(detach invoked, stream ended with `detached`, `overflow` or `crashed`, or the client's "
+            "process crashed). A client dropped with an overflow notice is excused the events it had "
+            "not read either: they were discarded openly, and it can reconnect (S8.2). "
+            "A missing owed event is a violation when the run ended `done`, when the "
+            "run hung with the client listed as waiting, when the client's stream already ended, or "
+            "when the client already received a later event; otherwise the result is UNKNOWN. The "
+            "terminal event may arrive as the probe's terminal event or as a synthesized "
+            "`complete`/`error`/`final_state` event."
+        ),
+        needs_end=True,
+        checker="s2_orphans",
+    ),
+    Clause(
+        id="S3",
+        title="Latest-event replay",
+        level=Level.MUST,
+        severity=Severity.HIGH,
+        requirement=(
+            "A client that joins a task first receives the latest event sent before it joined (if "
+            "any), then every later event in order, with no duplicate and no gap, however the join "
+            "interleaves with sends."
+        ),
+        violation=(
+            "A client's first event is neither the latest event sent before its attach was invoked "
+            "nor one sent while the attach was in progress; or an event repeats, goes backwards or "
+            "skips a number; or an event that was never sent arrives; or, in a finished run, the client "
+            "never receives the latest event it joined after."
+        ),
+        rationale=(
+            "Late joiners need the current state at once (progress, final result), and a stream that "
+            "skips, repeats or reorders events cannot be rendered correctly."
+        ),
+        fix_hint=(
+            "Under one per-task critical section, record the latest event and fan it out; an attach "
+            "takes the same critical section to enqueue the latest event and register the client, so "
+            "no send falls between the replay and the registration."
+        ),
+        judging=(
+            "The attach takes effect at some point between its invocation and its completion, so the "
+            "first event may be the latest event sent before the invocation or any event sent inside "
+            "that window; if nothing was sent before the invocation, it may also be the first event "
+            "sent after it. After that the probe's sequence numbers must go up by exactly one. Events "
+            "sent by a process that crashed before the join need not be replayed here (that is S7.2, "
+            "a SHOULD), but replaying them is allowed. Synthesized events (no sequence number) stand "
+            "in for the latest event only when that event was the terminal one; other synthesized "
+            "events, such as an overflow notice, are ignored. Events missing after the last one a "
+            "client received are reported by S2."
+        ),
+        needs_end=True,
+        checker="s3_replay",
+    ),
+    Clause(
+        id="S4",
+        title="Single execution",
+        level=Level.MUST,
+        severity=Severity.CRITICAL,
+        requirement=(
+            "process() of a task never runs twice at the same time, across all processes sharing the "
+            "database, and never runs again after a run of it finished."
+        ),
+        violation=(
+            "Two runs of the same task overlap, or a run enters process() after an earlier run of the "
+            "task returned or raised."
+        ),
+        rationale=(
+            "Tasks have side effects (messages, payments, writes); a second run duplicates them and "
+            "interleaves two event streams into one."
+        ),
+        fix_hint=(
+            "Claim the row atomically in the database before running (a conditional update on its "
+            "status) and check the in-process registry in the same step that registers the run."
+        ),
+        judging=(
+            "A run lasts from its ProcessEnter to its ProcessExit; a run whose process crashed ends at "
+            "the crash, which is not a finish (S7 governs resuming it). Runs without an exit are "
+            "treated as still running at the end of the history."
+        ),
+        needs_end=False,
+        checker="s4_single_execution",
+    ),
+    Clause(
+        id="S5",
+        title="Completion",
+        level=Level.MUST,
+        severity=Severity.HIGH,
+        requirement=(
+            "When a task finishes, every client connected before the end receives the terminal event "
+            "and nothing after it, and its stream ends; later joiners receive the final state; a "
+            "completed task never runs again; and the coordinator forgets finished tasks."
+        ),
+        violation=(
+            "A client connected before the end misses the terminal event, receives anything after it, "
+            "or its stream never ends; a later joiner's first event is not the final state; a "
+            "completed task enters process() again or is not persisted as completed."
+        ),
+        rationale=(
+            "Clients decide when to stop listening from the terminal event; without it they hang, and "
+            "events after it contradict the result they already showed."
+        ),
+        fix_hint=(
+            "Persist the final status with the terminal event before delivering it, deliver it, then "
+            "close and drop the task's channel; answer later joiners from the persisted state."
+        ),
+        judging=(
+            "The task finishes at its terminal event (the probe's `complete`/`error` send) or, if the "
+            "implementation sent none, at the run's exit. The terminal event counts as received if the "
+            "probe's terminal event or a synthesized `complete`/`error`/`final_state` event arrives. "
+            "Persisted status is read from the last snapshot that reports the task. That the "
+            "coordinator forgets finished tasks is judged by S8 from the resource counts."
+        ),
+        needs_end=True,
+        checker="s5_completion",
+    ),
+    Clause(
+        id="S6",
+        title="Failure",
+        level=Level.MUST,
+        severity=Severity.HIGH,
+        requirement=(
+            "A task whose process() raised is persisted as failed with its error, every client "
+            "connected at the failure or joining later receives the error, and the task is not run "
+            "again on its own."
+        ),
+        violation=(
+            "After a run exited with an error, the last snapshot reporting the task does not say "
+            "`failed` with a non-empty error; a client receives `complete` or no `error` event; or "
+            "the task enters process() again."
+        ),
+        rationale=(
+            "A failure that is not persisted looks like a task still pending, so it is re-run (with "
+            "its side effects) or clients wait for a result that will never come."
+        ),
+        fix_hint=(
+            "Catch the exception around process(), persist status and error, then deliver an `error` "
+            "terminal event; have lookups and starts refuse rows that are already finished."
+        ),
+        judging=(
+            "A task failed if its terminal event is `error` or a run exited with outcome `error`. "
+            "Without any snapshot reporting the task after the failure the persisted part cannot be "
+            "judged and the verdict is UNKNOWN."
+        ),
+        needs_end=True,
+        checker="s6_failure",
+    ),
+    Clause(
+        id="S7",
+        title="Restart",
+        level=Level.MUST,
+        severity=Severity.HIGH,
+        requirement=(
+            "After a process crashes and a new process starts over the same database, a task that had "
+            "not finished resumes at most once, and a client that joins it afterwards never waits "
+            "forever."
+        ),
+        violation=(
+            "Between a crash and the next crash, an unfinished task enters process() more than once; "
+            "or a client that joined after the crash is still waiting at the end of the run while the "
+            "task is neither finished nor running."
+        ),
+        rationale=(
+            "Deployments restart; a task must neither be duplicated by every process that notices it "
+            "is unfinished nor leave new clients waiting on a run that no longer exists."
+        ),
+        fix_hint=(
+            "On a lookup of an unfinished row with no live run, claim it in the database and resume "
+            "it once, or end joiners' streams with the persisted state; never attach a client to a "
+            "task that nothing will run."
+        ),
+        judging=(
+            "Tasks are judged per crash: those that had not finished when the process crashed. A "
+            "joiner is waiting if its stream never ended and it neither detached nor lost its own "
+            "process. Resuming is allowed but not required."
+        ),
+        needs_end=True,
+        checker="s7_restart",
+    ),
+    Clause(
+        id="S7.2",
+        title="Replay after restart",
+        level=Level.SHOULD,
+        severity=Severity.MEDIUM,
+        requirement=(
+            "The latest event of an unfinished task is persisted, so after a restart a joiner first "
+            "receives the event that was latest before the crash."
+        ),
+        violation=(
+            "A snapshot taken after the crash, before the task sent anything new, reports a persisted "
+            "last event other than the latest one sent before the crash; or a client that joined after "
+            "the crash, before the task sent anything new, receives something else first or nothing."
+        ),
+        rationale=(
+            "Without it a client that reconnects after a deploy sees an empty progress view until the "
+            "resumed task sends again. It is a SHOULD because it costs a database write per event."
+        ),
+        fix_hint=(
+            "Store the latest event with the row (or write it behind at a bounded lag) and seed the "
+            "channel's latest event from the row when it is loaded."
+        ),
+        judging=(
+            "Only events sent by the process that crashed count, and only tasks that had not finished "
+            "(a finished task's final state is S5). Once the task sends a new event after the restart, "
+            "S3 governs the joiners instead."
+        ),
+        needs_end=True,
+        checker="s7_2_restart_replay",
+    ),
+    Clause(
+        id="S8",
+        title="Hygiene",
+        level=Level.MUST,
+        severity=Severity.MEDIUM,
+        requirement=(
+            "Once every task in a process has finished and every client attached there has detached or "
+            "ended, the process holds no coordinator entries, locks, in-flight loads or client queues."
+        ),
+        violation=(
+            "The last snapshot of a live process, taken when no run was active there and all its "
+            "clients were gone, reports a non-zero resource count."
+        ),
+        rationale=(
+            "A coordinator lives as long as the server; anything it keeps per task or per client "
+            "accumulates until the process runs out of memory."
+        ),
+        fix_hint=(
+            "Remove per-task entries in a finally block when the run ends and the last client leaves; "
+            "create locks and loads per use instead of caching them forever."
+        ),
+        judging=(
+            "Every resource count in the snapshot counts, whatever the adapter names it. A crashed "
+            "process is skipped (its memory is gone). If the last snapshot was taken while a run was "
+            "still active or a client was still attached, the process cannot be judged (UNKNOWN)."
+        ),
+        needs_end=True,
+        checker="s8_hygiene",
+    ),
+    Clause(
+        id="S8.2",
+        title="Bounded client buffers",
+        level=Level.SHOULD,
+        severity=Severity.MEDIUM,
+        requirement=(
+            "A client that stops reading cannot grow memory without bound: its buffer holds at most a "
+            f"documented number of events, never more than {MAX_CLIENT_BUFFER}, and on overflow its "
+            "stream ends with an overflow notice."
+        ),
+        violation=(
+            f"A snapshot reports more than {MAX_CLIENT_BUFFER} undelivered events buffered for one "
+            "client."
+        ),
+        rationale=(
+            "One stalled browser tab must not be able to exhaust the server's memory. It is a SHOULD: "
+            "the bound forces a policy that disconnects slow readers, which changes what they see, and "
+            "buffer sizes are only visible white-box."
+        ),
+        fix_hint=(
+            "Give each client a bounded queue; when it is full, empty it, send one overflow notice and "
+            "detach the client, which can reconnect and resume from the latest event (S3)."
+        ),
+        judging=(
+            "Read from the per-client buffer sizes snapshots report. The overflow policy must end the "
+            "stream: silently dropping events would break S3, which S2, S3 and S5 do not excuse, "
+            "whereas a stream ended with an overflow notice owes nothing afterwards. A history with "
+            "clients but no reported buffer sizes is UNKNOWN."
+        ),
+        needs_end=False,
+        checker="s8_2_bounded_buffers",
+    ),
+)
+
+BY_ID: dict[str, Clause] = {c.id: c for c in CLAUSES}
+
+
+def clause(clause_id: str) -> Clause:
+    """The clause with this ID; KeyError names the known IDs."""
+    try:
+        return BY_ID[clause_id]
+    except KeyError:
+        raise KeyError(f"unknown clause {clause_id!r}; known: {', '.join(BY_ID)}") from None
+
+
+# -- SPEC.md rendering ---------------------------------------------------------------------------
+
+BEGIN_MARK = "<!-- BEGIN GENERATED from harness/spec.py: edit there, then run `python -m harness.spec` -->"
+END_MARK = "<!-- END GENERATED -->"
+SPEC_MD = Path(__file__).resolve().parent.parent / "SPEC.md"
+
+
+def _heading(c: Clause) -> str:
+    return f"{c.id} {c.title} ({c.level}, {c.severity})"
+
+
+def _anchor(c: Clause) -> str:
+    """The link target GitHub generates for the clause's heading."""
+    return re.sub(r"[^\w\- ]", "", _heading(c).lower()).replace(" ", "-")
+
+
+def _para(label: str, text: str) -> str:
+    return textwrap.fill(f"**{label}.** {text}", width=100, break_on_hyphens=False)
+
+
+def render_table() -> str:
+    """The clause table of SPEC.md."""
+    rows = ["| ID | Title | Level | Severity | Checker |", "|---|---|---|---|---|"]
+    rows += [
+        f"| [{c.id}](#{_anchor(c)}) | {c.title} | {c.level} | {c.severity} | `{c.checker_path}` |"
+        for c in CLAUSES
+    ]
+    return "\n".join(rows)
+
+
+def render_section(c: Clause) -> str:
+    """The SPEC.md section of one clause."""
+    end = (
+        "needs the end of the run: a history cut short gives UNKNOWN, not PASS"
+        if c.needs_end
+        else "judged on any prefix of a run: a history cut short can still PASS on what it shows"
+    )
+    parts = [
+        f"### {_heading(c)}",
+        _para("Requirement", c.requirement),
+        _para("Violation", c.violation),
+        _para("Rationale", c.rationale),
+        _para("Fix hint", c.fix_hint),
+        _para("How it is judged", c.judging),
+        f"Checker: `{c.checker_path}`; {end}.",
+    ]
+    return "\n\n".join(parts)
+
+
+def render_generated() -> str:
+    """Everything SPEC.md holds between its GENERATED markers."""
+    sections = "\n\n".join(render_section(c) for c in CLAUSES)
+    return f"{BEGIN_MARK}\n\n## Clauses\n\n{render_table()}\n\n{sections}\n\n{END_MARK}"
+
+
+def generated_block(text: str) -> str:
+    """The part of a SPEC.md text between (and including) the GENERATED markers."""
+    match = re.search(re.escape(BEGIN_MARK) + r".*?" + re.escape(END_MARK), text, flags=re.S)
+    if match is None:
+        raise ValueError("SPEC.md has no GENERATED markers")
+    return match.group(0)
+
+
+def write_spec_md(path: Path = SPEC_MD) -> bool:
+    """Re-render the generated block of SPEC.md in place; True if the file changed."""
+    text = path.read_text(encoding="utf-8")
+    new = text.replace(generated_block(text), render_generated())
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+    return new != text
+
+
+if __name__ == "__main__":
+    changed = write_spec_md()
+    print("SPEC.md updated" if changed else "SPEC.md already up to date")
+    sys.exit(0)
