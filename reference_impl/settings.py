@@ -1,9 +1,11 @@
 """Settings to run the reference implementation on its own (`python reference_impl/manage.py ...`).
 
 SQLite next to the working directory by default; DATABASE_URL (e.g. postgres://user@host/db or
-sqlite:///path/to/db.sqlite3) overrides it.
+sqlite:///path/to/db.sqlite3) overrides it. The streaming app's settings (see streaming/conf.py)
+may be given as environment variables of the same names, e.g. STREAMING_MAX_STREAMS=100.
 """
 
+import math
 import os
 
 import dj_database_url
@@ -38,6 +40,33 @@ def _database(url: str | None) -> dict:
 
 
 DATABASES = {"default": _database(os.environ.get("DATABASE_URL"))}
+
+
+def _env_number(name: str, kind: type) -> int | float:
+    """A STREAMING_* setting from the environment: a number of `kind`; whether it is in range is
+    checked by streaming/conf.py like any other value of the setting."""
+    raw = os.environ[name].strip()
+    try:
+        value = kind(raw)
+    except ValueError:
+        noun = "an integer" if kind is int else "a number"
+        raise ImproperlyConfigured(f"{name} (environment) must be {noun}, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise ImproperlyConfigured(f"{name} (environment) must be a finite number, got {raw!r}")
+    return value
+
+
+# Only the variables that are set override the defaults of streaming/conf.py.
+for _name, _kind in (
+    ("STREAMING_CLIENT_BUFFER", int),
+    ("STREAMING_MAX_STREAMS", int),
+    ("STREAMING_KEEPALIVE_SECONDS", float),
+    ("STREAMING_RETRY_AFTER_SECONDS", int),
+):
+    if _name in os.environ:
+        globals()[_name] = _env_number(_name, _kind)
+
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"

@@ -49,7 +49,7 @@ class TaskChannel:
     other clients never wait for a slow reader.
     """
 
-    __slots__ = ("_unbounded", "clients", "closed", "key", "latest", "limit", "running", "seq")
+    __slots__ = ("_unbounded", "clients", "closed", "held", "key", "latest", "limit", "running", "seq")
 
     def __init__(self, key: Hashable, limit: int, seq: int = 0) -> None:
         self.key = key
@@ -59,6 +59,8 @@ class TaskChannel:
         # Unbounded queues cannot refuse a put, so their length is checked against `limit`.
         self._unbounded: dict[asyncio.Queue, None] = {}
         self.latest: Event | None = None
+        # A terminal event the running task sent itself waits here until the outcome is persisted.
+        self.held: Event | None = None
         self.running = False
         self.closed = False
 
@@ -66,6 +68,14 @@ class TaskChannel:
         """Number the next event without delivering it (the terminal event is persisted first)."""
         self.seq += 1
         return Event(event_type, data, timestamp, self.seq)
+
+    def replace_held(self, event_type: str, data: Any, timestamp: str) -> Event:
+        """A terminal event that takes the place (and the id) of a held one, if any: the task
+        failed after sending its own terminal event, which clients therefore never saw."""
+        held, self.held = self.held, None
+        if held is None:
+            return self.make_event(event_type, data, timestamp)
+        return Event(event_type, data, timestamp, held["id"])
 
     def publish(self, event: Event) -> None:
         self.latest = event

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -30,8 +31,10 @@ _DEFAULTS = {
 
 def _positive(name: str, kind: type) -> int | float:
     value = getattr(settings, name, _DEFAULTS[name])
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ImproperlyConfigured(f"{name} must be a positive number, got {value!r}")
+    number = isinstance(value, int) if kind is int else isinstance(value, int | float)
+    if isinstance(value, bool) or not number or not math.isfinite(value) or value <= 0:
+        noun = "a positive integer" if kind is int else "a positive finite number"
+        raise ImproperlyConfigured(f"{name} must be {noun}, got {value!r}")
     return kind(value)
 
 

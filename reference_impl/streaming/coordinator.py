@@ -7,8 +7,9 @@ Design, by clause (see SPEC.md):
 - S2/S3: clients and the latest event live in a `TaskChannel` per task row (see channel.py).
 - S4: `start_task` is atomic (no await before registration); a claim in the database refuses rows
   that already finished, so a stale instance cannot run a finished task again.
-- S5/S6: the terminal event is persisted with the final status before it is delivered, then the
-  channel is closed and forgotten; later joiners get the persisted terminal event.
+- S5/S6: the terminal event is persisted with the final status before it is delivered (one that
+  process() sends itself is held back until then), then the channel is closed and forgotten;
+  later joiners get the persisted terminal event.
 - S8: nothing is kept once a task finished and its clients left: no locks exist at all.
 """
 
@@ -168,7 +169,7 @@ class TaskCoordinator:
         except Exception as exc:
             # Persisting the outcome failed (database down?): clients must not wait forever.
             logger.exception("Task %s could not record its outcome", key)
-            self._end(channel, channel.make_event("error", _error_data(exc), _now()))
+            self._end(channel, channel.replace_held("error", _error_data(exc), _now()))
         finally:
             if self._tasks.get(key) is asyncio.current_task():
                 del self._tasks[key]
@@ -191,18 +192,15 @@ class TaskCoordinator:
         return bool(claimed)
 
     async def _complete(self, task: StreamTask, channel: TaskChannel, result: Any) -> None:
-        latest = channel.latest
-        if latest is not None and latest["type"] == "complete":
-            terminal = latest  # process() sent its own terminal event; clients already have it
-        else:
-            terminal = channel.make_event("complete", {"final_value": result}, _now())
+        # The terminal event process() sent itself, if it did; else one carrying the final value.
+        terminal = channel.held or channel.make_event("complete", {"final_value": result}, _now())
         task.last_event = dict(terminal)
         await task.mark_completed(final_value=result)
         self._end(channel, terminal)
 
     async def _fail(self, task: StreamTask, channel: TaskChannel, exc: Exception) -> None:
         error = _error_data(exc)
-        terminal = channel.make_event("error", error, _now())
+        terminal = channel.replace_held("error", error, _now())
         task.status = TaskStatus.FAILED
         task.error = error
         task.last_event = dict(terminal)
@@ -250,7 +248,16 @@ class TaskCoordinator:
             # Nobody listens and nothing runs it here: there is no one to keep the event for.
             logger.debug("Task %s sent %r with no stream open", task.pk, event_type)
             return
-        channel.publish(channel.make_event(event_type, data, _now()))
+        if channel.held is not None:
+            logger.warning("Task %s sent %r after its terminal event; dropped", task.pk, event_type)
+            return
+        event = channel.make_event(event_type, data, _now())
+        if channel.running and event_type in TERMINAL_TYPES:
+            # Clients that see the terminal event may ask for the final state at once: it must
+            # be in the database first (S5), so the event waits for the task's outcome.
+            channel.held = event
+            return
+        channel.publish(event)
 
     async def attach(self, task: StreamTask, queue: asyncio.Queue, last_event_id: int | None = None) -> None:
         key = task.stream_key

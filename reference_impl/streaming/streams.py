@@ -66,10 +66,17 @@ class StreamLimiter:
     def limit(self) -> int:
         return self._limit if self._limit is not None else streaming_settings().max_streams
 
+    @property
+    def full(self) -> bool:
+        return self.open >= self.limit
+
+    def refusal(self) -> StreamError:
+        retry = str(streaming_settings().retry_after_seconds)
+        return StreamError(503, "Too many open streams, retry later", {"Retry-After": retry})
+
     def acquire(self) -> None:
-        if self.open >= self.limit:
-            retry = str(streaming_settings().retry_after_seconds)
-            raise StreamError(503, "Too many open streams, retry later", {"Retry-After": retry})
+        if self.full:
+            raise self.refusal()
         self.open += 1
 
     def release(self) -> None:
@@ -133,23 +140,34 @@ async def open_stream(
     coordinator = coordinator or current_coordinator()
     task_id = parse_task_id(raw_task_id)
     try:
-        coordinator.resolve_model(app_name, model_name)
+        model = coordinator.resolve_model(app_name, model_name)
     except LookupError:
         raise StreamError(404, "Not Found: no such streaming task model") from None
     resume_after = parse_last_event_id(last_event_id)
-    task = await coordinator.get_task_instance(app_name, model_name, task_id)
-    if task is None:
-        raise StreamError(404, "Task not found")
-    if task.is_finished and not coordinator.is_task_running(app_name, model_name, task_id):
-        return _finished(task, last_event_id is not None, resume_after)
-    limiter.acquire()
-    queue: asyncio.Queue = asyncio.Queue(maxsize=streaming_settings().client_buffer)
+    resuming = last_event_id is not None
+    if limiter.full:
+        # Turned away: answer what needs no stream, and start nothing for this request.
+        row = await model._default_manager.filter(pk=task_id).afirst()
+        if row is None:
+            raise StreamError(404, "Task not found")
+        if row.is_finished:
+            return _finished(row, resuming, resume_after)
+        raise limiter.refusal()
+    limiter.acquire()  # held from here, so no other request can take the slot meanwhile
+    streaming = False
     try:
+        task = await coordinator.get_task_instance(app_name, model_name, task_id)
+        if task is None:
+            raise StreamError(404, "Task not found")
+        if task.is_finished and not coordinator.is_task_running(app_name, model_name, task_id):
+            return _finished(task, resuming, resume_after)
+        queue: asyncio.Queue = asyncio.Queue(maxsize=streaming_settings().client_buffer)
         await task.add_client(queue, resume_after)
-    except BaseException:
-        limiter.release()
-        raise
-    return Response(200, dict(SSE_HEADERS), stream=EventStream(task, queue, resume_after, limiter))
+        streaming = True
+        return Response(200, dict(SSE_HEADERS), stream=EventStream(task, queue, resume_after, limiter))
+    finally:
+        if not streaming:
+            limiter.release()
 
 
 def _finished(task: StreamTask, resuming: bool, resume_after: int | None) -> Response:

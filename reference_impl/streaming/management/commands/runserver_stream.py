@@ -1,14 +1,17 @@
 import os
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 DEFAULT_SOCKET = "/tmp/django-stream.sock"
 
 
-def _port(value: str) -> int:
+def _port(value: str | int) -> int:
+    # Checked in handle(), not as an argparse `type`: a CommandError raised while parsing escapes
+    # Django's handling and ends the command with a traceback instead of a one-line error.
     try:
         port = int(value)
-    except ValueError:
+    except (TypeError, ValueError):
         port = -1
     if not 1 <= port <= 65535:
         raise CommandError(f"--port must be a number from 1 to 65535, got {value!r}")
@@ -22,16 +25,22 @@ class Command(BaseCommand):
         parser.add_argument("--socket", default=DEFAULT_SOCKET,
                             help=f"Unix socket path, used unless --port is given (default: {DEFAULT_SOCKET})")
         parser.add_argument("--host", default="127.0.0.1", help="Host to bind with --port")
-        parser.add_argument("--port", type=_port, help="TCP port; without it the Unix socket is used")
+        parser.add_argument("--port", help="TCP port; without it the Unix socket is used")
         parser.add_argument("--log-level", default="info",
                             choices=["critical", "error", "warning", "info", "debug"])
 
     def handle(self, *args, **options) -> None:
         import uvicorn
 
+        from reference_impl.streaming.conf import streaming_settings
         from reference_impl.streaming.server import app
 
-        port, socket_path = options["port"], options["socket"]
+        port = None if options["port"] is None else _port(options["port"])
+        socket_path = options["socket"]
+        try:  # a bad STREAMING_* setting stops the server now, not at its first stream (a 500)
+            streaming_settings()
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from exc
         common = {"log_level": options["log_level"], "lifespan": "on", "timeout_graceful_shutdown": 5}
         if port:
             self.stdout.write(self.style.SUCCESS(f"Starting streaming server on {options['host']}:{port}"))
