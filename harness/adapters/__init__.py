@@ -1,0 +1,109 @@
+"""Adapters map the harness's abstract operations onto one implementation under test (a "SUT").
+
+An adapter is any object with the attributes and methods of `Adapter` (a Protocol: nothing to
+subclass). Built-in names are ``reference`` and ``upstream``; a third party plugs in with
+``--sut package.module:Adapter`` or an entry point in the group ``streamspec.suts``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from importlib.metadata import entry_points
+from typing import Any, Protocol, runtime_checkable
+
+from harness.errors import AdapterError
+
+BUILTIN = {
+    "reference": "harness.adapters.reference:ReferenceAdapter",
+    "upstream": "harness.adapters.upstream:UpstreamAdapter",
+}
+ENTRY_POINT_GROUP = "streamspec.suts"
+
+
+@runtime_checkable
+class SutProcess(Protocol):
+    """One simulated server process of the implementation: its own coordinator, a shared database.
+
+    Every method runs inside the process's coroutines; `activate()` is called first in each."""
+
+    name: str
+
+    def activate(self) -> None: ...
+
+    async def start(self, instance: Any) -> None:
+        """Start the task through the coordinator, with this instance."""
+
+    async def lookup(self, model: type, pk: Any) -> Any | None:
+        """What a new client's request does: the coordinator's lookup (which may load and start)."""
+
+    async def reload(self, model: type, pk: Any) -> Any:
+        """A fresh instance of the row from the database, as any Django code could make."""
+
+    async def attach(self, instance: Any, queue: Any) -> None: ...
+
+    async def detach(self, instance: Any, queue: Any) -> None: ...
+
+    def resources(self) -> dict[str, int]:
+        """What the coordinator holds now (entries, locks, loads, client queues)."""
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """An implementation under test."""
+
+    name: str
+    installed_apps: Sequence[str]
+    """The implementation's Django apps, installed beside the harness's probe app."""
+    task_base: str
+    """Dotted path of the implementation's abstract StreamTask model, which the probe subclasses."""
+
+    def versions(self) -> dict[str, str]:
+        """Name and version of the implementation (for reports)."""
+
+    def new_process(self, name: str) -> SutProcess:
+        """A fresh coordinator for a simulated process (a restart is a new process)."""
+
+    async def persisted(self, model: type, pk: Any) -> dict[str, Any]:
+        """The row as stored: ``status`` (pending/running/completed/failed), ``error``,
+        ``final_value`` and ``last_event`` (the stored event dict, or None)."""
+
+
+REQUIRED = ("name", "installed_apps", "task_base", "versions", "new_process", "persisted")
+
+
+def load_adapter(spec: str) -> Adapter:
+    """The adapter named by `spec`: a built-in name, an entry point name, or ``module:Class``."""
+    target = BUILTIN.get(spec)
+    if target is None and ":" not in spec:
+        found = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+        target = found.get(spec)
+        if target is None:
+            known = ", ".join(sorted({*BUILTIN, *found}))
+            raise AdapterError(
+                f"unknown implementation {spec!r}: use one of {known}, or 'package.module:Class' "
+                f"for an adapter of your own (see README, 'Validate your own implementation')"
+            )
+    module_name, _, attr = (target or spec).partition(":")
+    if not module_name or not attr:
+        raise AdapterError(f"{spec!r} is not of the form 'package.module:Class'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise AdapterError(f"cannot import adapter module {module_name!r} for {spec!r}: {exc}") from exc
+    factory = getattr(module, attr, None)
+    if factory is None:
+        raise AdapterError(f"module {module_name!r} has no attribute {attr!r}")
+    try:
+        adapter = factory() if callable(factory) else factory
+    except AdapterError:
+        raise
+    except Exception as exc:
+        raise AdapterError(f"constructing adapter {spec!r} failed: {type(exc).__name__}: {exc}") from exc
+    missing = [name for name in REQUIRED if not hasattr(adapter, name)]
+    if missing:
+        raise AdapterError(
+            f"{spec!r} is not a streamspec adapter: it lacks {', '.join(missing)} "
+            f"(see harness.adapters.Adapter for what an adapter provides)"
+        )
+    return adapter

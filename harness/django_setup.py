@@ -1,0 +1,85 @@
+"""Configure Django, once per process, for one implementation under test plus the probe app.
+
+Implementations cannot share a process (the reference and the upstream package both use the app
+label ``streaming``), so each verify run or test session configures Django for exactly one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+from harness.adapters import Adapter
+from harness.errors import ConfigError
+
+PROBE_APP = "harness.probe"
+
+
+def database_settings(url: str | None) -> dict[str, Any]:
+    """DATABASES['default'] for a database URL; a temporary SQLite file when there is none."""
+    import dj_database_url
+
+    if not url:
+        path = os.path.join(tempfile.mkdtemp(prefix="streamspec-"), "db.sqlite3")
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": path, "OPTIONS": {"timeout": 20}}
+    try:
+        config = dj_database_url.parse(url)
+    except Exception as exc:
+        raise ConfigError(f"DATABASE_URL {url!r} is not a usable database URL: {exc}") from exc
+    if not config.get("ENGINE"):
+        raise ConfigError(f"DATABASE_URL {url!r} names no known database engine")
+    if config["ENGINE"].endswith("sqlite3"):
+        config.setdefault("OPTIONS", {})["timeout"] = 20
+    return config
+
+
+def configure(adapter: Adapter, database_url: str | None = None) -> None:
+    """Configure and set up Django for `adapter`, and create the tables (idempotent per process)."""
+    import django
+    from django.conf import settings
+
+    if settings.configured:
+        installed = list(getattr(settings, "INSTALLED_APPS", ()))
+        wanted = [*adapter.installed_apps, PROBE_APP]
+        if installed[: len(wanted)] != wanted:
+            raise ConfigError(
+                f"Django is already configured for {installed}, not for {adapter.name!r}: "
+                f"each implementation is verified in a process of its own"
+            )
+        return
+    settings.configure(
+        INSTALLED_APPS=[*adapter.installed_apps, PROBE_APP],
+        DATABASES={"default": database_settings(database_url)},
+        STREAMSPEC_TASK_BASE=adapter.task_base,
+        USE_TZ=True,
+        TIME_ZONE="UTC",
+        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
+        SECRET_KEY="streamspec-harness",
+        ALLOWED_HOSTS=["127.0.0.1", "localhost", "[::1]"],
+        LOGGING={
+            "version": 1,
+            "disable_existing_loggers": False,
+            # Implementations log every planted failure with a traceback; the history has it.
+            "loggers": {"streaming": {"level": "CRITICAL", "propagate": False}},
+        },
+    )
+    django.setup()
+    _tune_sqlite()
+    from django.core.management import call_command
+
+    call_command("migrate", run_syncdb=True, verbosity=0)
+
+
+def _tune_sqlite() -> None:
+    """Scenario runs write a few rows per example: skip fsync on every commit (WAL keeps the file
+    consistent, and a server process sharing it still sees committed rows)."""
+    from django.db.backends.signals import connection_created
+
+    def pragmas(sender: Any, connection: Any, **kwargs: Any) -> None:
+        if connection.vendor == "sqlite":
+            with connection.cursor() as cursor:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+
+    connection_created.connect(pragmas, weak=False, dispatch_uid="streamspec-sqlite-pragmas")

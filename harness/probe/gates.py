@@ -1,0 +1,91 @@
+"""What the probe's `process()` obeys, and what it reports, during one scenario run.
+
+Gates and sequence numbers belong to the task row (its pk), never to the Python object running it,
+so a second object running the same task (an S4 violation) shares them and shows up as such.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.errors import StreamspecError
+
+SEND, RETURN, RAISE = "send", "return", "raise"
+
+
+class ProbeFailure(Exception):
+    """The exception a probe raises when the scenario makes it fail."""
+
+
+@dataclass
+class ProbeHooks:
+    """Callbacks into the run's recorder: process() entered/left, an event about to be sent."""
+
+    entered: Callable[[Any], None]
+    exited: Callable[[Any, str], None]
+    sending: Callable[[Any, int, str], None]
+
+
+@dataclass
+class Gates:
+    hooks: ProbeHooks
+    _commands: dict[Any, asyncio.Queue] = field(default_factory=dict)
+    _seq: dict[Any, int] = field(default_factory=dict)
+
+    def queue(self, pk: Any) -> asyncio.Queue:
+        queue = self._commands.get(pk)
+        if queue is None:
+            queue = self._commands[pk] = asyncio.Queue()
+        return queue
+
+    def open(self, pk: Any, command: str) -> None:
+        self.queue(pk).put_nowait(command)
+
+    def next_seq(self, pk: Any) -> int:
+        self._seq[pk] = self._seq.get(pk, 0) + 1
+        return self._seq[pk]
+
+    async def run(self, task: Any) -> Any:
+        self.hooks.entered(task)
+        outcome = "error"
+        try:
+            commands = self.queue(task.pk)
+            while True:
+                command = await commands.get()
+                if command == SEND:
+                    await self._send(task, "progress")
+                elif command == RETURN:
+                    # Like the seed's ExampleTask, the probe sends its own terminal event.
+                    n = await self._send(task, "complete")
+                    outcome = "ok"
+                    return {"n": n}
+                else:
+                    raise ProbeFailure(f"probe task {task.pk} made to fail")
+        finally:
+            self.hooks.exited(task, outcome)
+
+    async def _send(self, task: Any, event_type: str) -> int:
+        n = self.next_seq(task.pk)
+        self.hooks.sending(task, n, event_type)
+        await task.send_event(event_type, {"n": n})
+        return n
+
+
+_gates: contextvars.ContextVar[Gates | None] = contextvars.ContextVar("streamspec_gates", default=None)
+
+
+def current_gates() -> Gates:
+    gates = _gates.get()
+    if gates is None:
+        raise StreamspecError(
+            "a ProbeTask ran outside a streamspec run: probe tasks only run inside harness scenarios"
+        )
+    return gates
+
+
+def activate_gates(gates: Gates) -> contextvars.Token:
+    return _gates.set(gates)

@@ -1,0 +1,391 @@
+"""One scenario run against one implementation: operations, clients and faults, all recorded.
+
+A scenario is a coroutine function taking a `Run`; it calls operations (`create`, `start`, `lookup`,
+`reload`, `attach`, `detach`, `release`, `finish_ok`, `finish_fail`, `crash`, `restart`), alone or
+several at once with `concurrently`, and the controlled event loop decides how they interleave.
+`run_scenario` executes it on that loop, settles the system, and checks every clause on the history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.adapters import Adapter, SutProcess
+from harness.checkers import check_all
+from harness.choice import ChoiceSource, Tape
+from harness.errors import BoundExceeded, Deadlock
+from harness.history import (
+    HARNESS,
+    Complete,
+    Deliver,
+    Fault,
+    History,
+    Invoke,
+    PersistedTask,
+    ProcessEnter,
+    ProcessExit,
+    RunEnd,
+    Send,
+    Snapshot,
+    StreamEnd,
+)
+from harness.probe.gates import RAISE, RETURN, SEND, Gates, ProbeHooks, activate_gates
+from harness.recorder import Recorder
+from harness.scheduler import run as run_controlled
+
+SETTLE_SECONDS = 60.0
+"""Virtual seconds the system gets, after the scenario, to deliver what it owes (costs nothing real)."""
+TERMINAL = frozenset({"complete", "error"})
+
+_process: contextvars.ContextVar[str] = contextvars.ContextVar("streamspec_process", default=HARNESS)
+
+
+@dataclass(eq=False)
+class TaskRef:
+    token: str
+    pk: Any
+
+
+@dataclass(eq=False)
+class ObjRef:
+    """One Python object of a task row (the object itself is kept alive so its id stays unique)."""
+
+    token: str
+    task: TaskRef
+    obj: Any = field(repr=False)
+
+
+@dataclass(eq=False)
+class ClientRef:
+    token: str
+    task: TaskRef
+    process: str
+    via: ObjRef
+    queue: asyncio.Queue = field(repr=False)
+    consumer: asyncio.Task | None = field(default=None, repr=False)
+    ended: bool = False
+
+
+@dataclass(eq=False)
+class _Proc:
+    name: str
+    host: Any
+    sut: SutProcess
+    crashed: asyncio.Future
+
+
+class Run:
+    """The scenario's handle on one run: every method is an operation, recorded in the history."""
+
+    def __init__(self, adapter: Adapter, recorder: Recorder, model: type | None = None) -> None:
+        from harness.probe.models import ProbeTask
+
+        self.adapter = adapter
+        self.model = model or ProbeTask
+        self.recorder = recorder
+        self.gates = Gates(ProbeHooks(self._entered, self._exited, self._sending))
+        self._loop = asyncio.get_running_loop()
+        self._procs: dict[str, _Proc] = {}
+        self._tasks: dict[Any, TaskRef] = {}
+        self._objs: dict[int, ObjRef] = {}
+        self._clients: dict[str, ClientRef] = {}
+        self._active_runs: dict[tuple[str, Any], int] = {}
+        self._ops = 0
+        self.main = self.spawn()
+
+    # -- processes --------------------------------------------------------------------------------
+
+    def spawn(self) -> str:
+        name = f"p{len(self._procs)}"
+        self._procs[name] = _Proc(name, self._loop.spawn_process(name), self.adapter.new_process(name),
+                                  self._loop.create_future())
+        return name
+
+    @property
+    def live_processes(self) -> list[str]:
+        return [p.name for p in self._procs.values() if not p.crashed.done()]
+
+    def crash(self, process: str) -> None:
+        """Kill a simulated process as kill -9 would: its coroutines never run again, no cleanup."""
+        proc = self._procs[process]
+        if proc.crashed.done():
+            return
+        op_id = self._invoke("crash", None, {"process": process}, HARNESS)
+        self._loop.crash(proc.host)
+        proc.crashed.set_result(True)
+        self.recorder.add(Fault, process, fault="crash")
+        for client in self._clients.values():
+            if client.process == process and not client.ended:
+                client.ended = True
+                self.recorder.add(StreamEnd, process, client=client.token, reason="crashed")
+        self._active_runs = {k: v for k, v in self._active_runs.items() if k[0] != process}
+        self.recorder.add(Complete, HARNESS, op_id=op_id, status="ok")
+
+    def restart(self, process: str) -> str:
+        """Crash `process` if it is alive, then start a new process over the same database."""
+        self.crash(process)
+        new = self.spawn()
+        op_id = self._invoke("restart", None, {"process": new, "replaces": process}, HARNESS)
+        self.recorder.add(Fault, new, fault="restart", replaces=process)
+        self.recorder.add(Complete, HARNESS, op_id=op_id, status="ok")
+        return new
+
+    # -- operations on tasks ----------------------------------------------------------------------
+
+    async def create(self, process: str | None = None) -> ObjRef | None:
+        async def body(sut: SutProcess) -> ObjRef:
+            obj = await self.model._default_manager.acreate()
+            return self._obj(obj)
+
+        return await self._op("create", None, {}, process, body)
+
+    async def start(self, via: ObjRef, process: str | None = None) -> None:
+        async def body(sut: SutProcess) -> None:
+            await sut.start(via.obj)
+
+        await self._op("start", via.task, {"via": via.token}, process, body)
+
+    async def lookup(self, task: TaskRef, process: str | None = None) -> ObjRef | None:
+        async def body(sut: SutProcess) -> ObjRef | None:
+            obj = await sut.lookup(self.model, task.pk)
+            return None if obj is None else self._obj(obj)
+
+        return await self._op("lookup", task, {}, process, body)
+
+    async def reload(self, task: TaskRef, process: str | None = None) -> ObjRef | None:
+        async def body(sut: SutProcess) -> ObjRef:
+            return self._obj(await sut.reload(self.model, task.pk))
+
+        return await self._op("reload", task, {}, process, body)
+
+    async def attach(self, via: ObjRef, process: str | None = None) -> ClientRef | None:
+        name = process or self.main
+        token = f"c{len(self._clients) + 1}"
+        client = ClientRef(token, via.task, name, via, asyncio.Queue())
+        self._clients[token] = client
+
+        async def body(sut: SutProcess) -> None:
+            client.consumer = asyncio.get_running_loop().create_task(self._consume(client))
+            await sut.attach(via.obj, client.queue)
+
+        await self._op("attach", via.task, {"client": token, "via": via.token}, name, body)
+        return client
+
+    async def detach(self, client: ClientRef) -> None:
+        async def body(sut: SutProcess) -> None:
+            await sut.detach(client.via.obj, client.queue)
+            if not client.ended:
+                client.ended = True
+                if client.consumer is not None:
+                    client.consumer.cancel()
+                self.recorder.add(StreamEnd, client.process, client=client.token, reason="detached")
+
+        await self._op("detach", client.task, {"client": client.token}, client.process, body)
+
+    def release(self, task: TaskRef) -> None:
+        """Let the probe send its next event."""
+        self._gate("release", task, SEND)
+
+    def finish_ok(self, task: TaskRef) -> None:
+        """Let the probe send ``complete`` and return."""
+        self._gate("finish_ok", task, RETURN)
+
+    def finish_fail(self, task: TaskRef) -> None:
+        """Make the probe raise."""
+        self._gate("finish_fail", task, RAISE)
+
+    async def concurrently(self, *operations: Awaitable[Any]) -> list[Any]:
+        """Launch operations together; the scheduler decides how they interleave."""
+        return list(await asyncio.gather(*operations))
+
+    def task_of(self, obj: ObjRef) -> TaskRef:
+        return obj.task
+
+    # -- settling ---------------------------------------------------------------------------------
+
+    async def settle(self) -> None:
+        """Finish what still runs, give the system time to deliver, and take snapshots."""
+        for (_, pk), active in list(self._active_runs.items()):
+            for _ in range(active):
+                self._gate("finish_ok", self._tasks[pk], RETURN, teardown=True)
+        pending = [c.consumer for c in self._clients.values()
+                   if c.consumer is not None and not c.ended and not self._procs[c.process].crashed.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=SETTLE_SECONDS)
+        await asyncio.sleep(SETTLE_SECONDS)  # let coordinators finish their own clean-up
+        await self.snapshot()
+
+    async def snapshot(self) -> None:
+        persisted = {}
+        for ref in self._tasks.values():
+            row = await self.adapter.persisted(self.model, ref.pk)
+            persisted[ref.token] = _persisted(row)
+        buffers = {c.token: c.queue.qsize() for c in self._clients.values() if not c.ended}
+        for proc in self._procs.values():
+            if not proc.crashed.done():
+                self.recorder.add(Snapshot, proc.name, resources=dict(proc.sut.resources()),
+                                  persisted=persisted, buffers=buffers)
+
+    def waiting_clients(self) -> list[str]:
+        return [c.token for c in self._clients.values() if not c.ended]
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _invoke(self, op: str, task: TaskRef | None, args: dict[str, Any], process: str) -> str:
+        self._ops += 1
+        op_id = f"op{self._ops}"
+        self.recorder.add(Invoke, process, op_id=op_id, op=op, task=task.token if task else None, args=args)
+        return op_id
+
+    def _gate(self, op: str, task: TaskRef, command: str, **args: Any) -> None:
+        op_id = self._invoke(op, task, args, HARNESS)
+        self.gates.open(task.pk, command)
+        self.recorder.add(Complete, HARNESS, op_id=op_id, status="ok")
+
+    async def _op(self, op: str, task: TaskRef | None, args: dict[str, Any], process: str | None,
+                  body: Callable[[SutProcess], Awaitable[Any]]) -> Any:
+        proc = self._procs[process or self.main]
+        if proc.crashed.done():
+            raise ValueError(f"process {proc.name} has crashed: restart it or use another process")
+        op_id = self._invoke(op, task, args, proc.name)
+
+        async def in_process() -> Any:
+            _process.set(proc.name)
+            proc.sut.activate()
+            activate_gates(self.gates)
+            try:
+                value = await body(proc.sut)
+            except Exception as exc:
+                self.recorder.add(Complete, proc.name, op_id=op_id, status="fail",
+                                  error=f"{type(exc).__name__}: {exc}")
+                return None
+            token = value.token if isinstance(value, ObjRef) else None
+            self.recorder.add(Complete, proc.name, op_id=op_id, status="ok", value=token)
+            return value
+
+        task_ = proc.host.create_task(in_process())
+        await asyncio.wait({task_, proc.crashed}, return_when=asyncio.FIRST_COMPLETED)
+        return task_.result() if task_.done() else None  # crashed under it: outcome unknown
+
+    def _obj(self, obj: Any) -> ObjRef:
+        ref = self._objs.get(id(obj))
+        if ref is None:
+            task = self._tasks.get(obj.pk)
+            if task is None:
+                task = self._tasks[obj.pk] = TaskRef(f"T{len(self._tasks) + 1}", obj.pk)
+            ref = self._objs[id(obj)] = ObjRef(f"obj{len(self._objs) + 1}", task, obj)
+        return ref
+
+    async def _consume(self, client: ClientRef) -> None:
+        while True:
+            event = await client.queue.get()
+            if client.ended:
+                return
+            kind = event.get("type") if isinstance(event, dict) else None
+            if kind == "overflow":
+                client.ended = True
+                self.recorder.add(StreamEnd, client.process, client=client.token, reason="overflow")
+                return
+            data = event.get("data") if isinstance(event, dict) else None
+            seq = data.get("n") if isinstance(data, dict) and isinstance(data.get("n"), int) else None
+            self.recorder.add(Deliver, client.process, client=client.token, task=client.task.token,
+                              seq=seq, event_type=str(kind))
+            if kind in TERMINAL:
+                client.ended = True
+                self.recorder.add(StreamEnd, client.process, client=client.token, reason="terminal")
+                return
+
+    # probe hooks: called from inside process(), in the process that runs it
+
+    def _entered(self, task: Any) -> None:
+        ref = self._obj(task)
+        key = (_process.get(), task.pk)
+        self._active_runs[key] = self._active_runs.get(key, 0) + 1
+        self.recorder.add(ProcessEnter, _process.get(), task=ref.task.token, obj=ref.token)
+
+    def _exited(self, task: Any, outcome: str) -> None:
+        ref = self._obj(task)
+        key = (_process.get(), task.pk)
+        if self._active_runs.get(key):
+            self._active_runs[key] -= 1
+        self.recorder.add(ProcessExit, _process.get(), task=ref.task.token, obj=ref.token, outcome=outcome)
+
+    def _sending(self, task: Any, seq: int, event_type: str) -> None:
+        self.recorder.add(Send, _process.get(), task=self._obj(task).task.token, seq=seq, event_type=event_type)
+
+
+def _persisted(row: dict[str, Any]) -> PersistedTask:
+    status = row.get("status") or "pending"
+    if status not in ("pending", "running", "completed", "failed"):
+        status = "pending"
+    error = row.get("error")
+    last = row.get("last_event") or {}
+    data = last.get("data") if isinstance(last, dict) else None
+    seq = data.get("n") if isinstance(data, dict) and isinstance(data.get("n"), int) else None
+    error_text = None if error is None else json.dumps(error, sort_keys=True)
+    return PersistedTask(status=status, error=error_text, last_event_seq=seq)
+
+
+@dataclass
+class Outcome:
+    """What one run gave: the history, every clause's result, and how to replay it."""
+
+    history: History
+    results: list[Any]
+    tape: Tape
+    steps: int
+    virtual_time: float
+
+    def result(self, clause: str) -> Any:
+        for result in self.results:
+            if result.clause == clause:
+                return result
+        raise KeyError(f"no result for clause {clause!r}")
+
+    def verdict(self, clause: str) -> str:
+        return str(self.result(clause).verdict)
+
+    def failed(self) -> list[Any]:
+        return [r for r in self.results if str(r.verdict) == "fail"]
+
+    def explain(self) -> str:
+        lines = []
+        for result in self.failed():
+            lines.append(f"{result.clause}: " + "; ".join(v.explanation for v in result.violations))
+        return "\n".join(lines) or "no violation"
+
+
+Scenario = Callable[[Run], Awaitable[None]]
+
+
+def run_scenario(adapter: Adapter, scenario: Scenario, choices: ChoiceSource, *,
+                 max_steps: int = 20_000, max_virtual_time: float = 3_600.0) -> Outcome:
+    """Run `scenario` on the controlled loop, settle, and check every clause on the history."""
+    holder: dict[str, Any] = {}
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        recorder = Recorder(loop.time)
+        holder["recorder"] = recorder
+        run = Run(adapter, recorder)
+        holder["run"] = run
+        await scenario(run)
+        await run.settle()
+        recorder.close(RunEnd, HARNESS, reason="done", waiting=run.waiting_clients())
+
+    result = run_controlled(main, choices, max_steps=max_steps, max_virtual_time=max_virtual_time)
+    recorder: Recorder = holder["recorder"]
+    error = result.error
+    if error is not None:
+        if isinstance(error, BoundExceeded | Deadlock):
+            reason = "bound" if isinstance(error, BoundExceeded) else "hang"
+            recorder.close(RunEnd, HARNESS, reason=reason, waiting=holder["run"].waiting_clients())
+        else:
+            raise error
+    history = recorder.history()
+    return Outcome(history, check_all(history), result.tape, result.steps, result.virtual_time)
