@@ -161,6 +161,17 @@ class Send(Record):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Sent(Record):
+    """The probe's `send_event` call for event `seq` returned. Between `Send` and `Sent` the send
+    is in progress, concurrent with whatever else happens (an implementation may make an event
+    durable before it counts as sent); histories without `Sent` treat sends as instantaneous."""
+
+    kind: ClassVar[str] = "sent"
+    task: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Deliver(Record):
     """Client `client` received an event of `task`: the probe's event `seq`, or (seq None) one the
     implementation made up, e.g. a final state ("complete", "error", "final_state")."""
@@ -235,7 +246,7 @@ class RunEnd(Record):
 
 
 RECORD_TYPES: tuple[type[Record], ...] = (
-    Invoke, Complete, ProcessEnter, ProcessExit, Send, Deliver, StreamEnd, Fault, Snapshot, RunEnd,
+    Invoke, Complete, ProcessEnter, ProcessExit, Send, Sent, Deliver, StreamEnd, Fault, Snapshot, RunEnd,
 )
 KINDS: dict[str, type[Record]] = {t.kind: t for t in RECORD_TYPES}
 
@@ -450,9 +461,12 @@ class History:
         self._sends: dict[str, list[Send]] = {}
         self._deliveries: dict[str, list[Deliver]] = {}
         self._stream_end: dict[str, StreamEnd] = {}
+        self._sent: dict[tuple[str, int], int] = {}
         for r in self.records:
             if isinstance(r, Send):
                 self._sends.setdefault(r.task, []).append(r)
+            elif isinstance(r, Sent):
+                self._sent.setdefault((r.task, r.seq), r.index)
             elif isinstance(r, Deliver):
                 self._deliveries.setdefault(r.client, []).append(r)
             elif isinstance(r, StreamEnd):
@@ -608,6 +622,20 @@ class History:
         """The last event of `task` sent strictly before record `index`."""
         before = [s for s in self._sends.get(task, ()) if s.index < index]
         return before[-1] if before else None
+
+    def sent_by(self, send: Send) -> int:
+        """Index by which `send` had completed: its `Sent` record, or the `Send` itself in a
+        history that records sends as instantaneous. A send cut short (no `Sent` although others
+        have one) never completed: the index is past the end."""
+        done = self._sent.get((send.task, send.seq))
+        if done is not None:
+            return done
+        return send.index if not self._sent else len(self.records)
+
+    def latest_completed_send_before(self, task: str, index: int) -> Send | None:
+        """The last event of `task` whose send had completed strictly before record `index`."""
+        done = [s for s in self._sends.get(task, ()) if self.sent_by(s) < index]
+        return max(done, key=lambda s: s.seq) if done else None
 
     def sends_between(self, task: str, after: int, before: int | None = None) -> list[Send]:
         """Events of `task` sent strictly between two indices (before None: to the end)."""

@@ -31,6 +31,7 @@ from harness.history import (
     ProcessExit,
     RunEnd,
     Send,
+    Sent,
     Snapshot,
     StreamEnd,
 )
@@ -88,7 +89,7 @@ class Run:
         self.adapter = adapter
         self.model = model or ProbeTask
         self.recorder = recorder
-        self.gates = Gates(ProbeHooks(self._entered, self._exited, self._sending))
+        self.gates = Gates(ProbeHooks(self._entered, self._exited, self._sending, self._sent))
         self._loop = asyncio.get_running_loop()
         self._procs: dict[str, _Proc] = {}
         self._tasks: dict[Any, TaskRef] = {}
@@ -316,7 +317,11 @@ class Run:
         self.recorder.add(ProcessExit, _process.get(), task=ref.task.token, obj=ref.token, outcome=outcome)
 
     def _sending(self, task: Any, seq: int, event_type: str) -> None:
-        self.recorder.add(Send, _process.get(), task=self._obj(task).task.token, seq=seq, event_type=event_type)
+        token = self._obj(task).task.token
+        self.recorder.add(Send, _process.get(), task=token, seq=seq, event_type=event_type)
+
+    def _sent(self, task: Any, seq: int) -> None:
+        self.recorder.add(Sent, _process.get(), task=self._obj(task).task.token, seq=seq)
 
 
 def _persisted(row: dict[str, Any]) -> PersistedTask:

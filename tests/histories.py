@@ -37,6 +37,7 @@ from harness.history import (
     Record,
     RunEnd,
     Send,
+    Sent,
     Snapshot,
     StreamEnd,
 )
@@ -163,6 +164,10 @@ class Scenario:
         seq = self._seq[task] = self._seq.get(task, 0) + 1
         self._types[(task, seq)] = event_type
         return self.add(Send, task=task, seq=seq, event_type=event_type)
+
+    def sent(self, task: str, seq: int) -> int:
+        """The probe's send_event call for event `seq` of `task` returned."""
+        return self.add(Sent, task=task, seq=seq)
 
     def seq(self, task: str) -> int:
         """Number of the latest event sent for `task`."""

@@ -583,6 +583,57 @@ def test_a_join_may_start_anywhere_in_its_window(first, expected):
         assert f"first event was {first}; expected one of events 2..4" in result.violations[0].explanation
 
 
+def _join_while_a_send_is_in_progress(first: int, durable: bool) -> History:
+    """Event 2's send begins before c9's attach and returns after it began: the send and the
+    attach are concurrent, so c9 may start at event 1 (the latest completed send) or at 2."""
+    s = Scenario()
+    started(s, clients=())
+    s.send("T1")
+    s.sent("T1", 1)
+    s.send("T1")
+    op = s.invoke("attach", "T1", client="c9", via="obj1")
+    if durable:
+        s.sent("T1", 2)
+    s.complete(op)
+    if not durable:
+        s.sent("T1", 2)
+    s.send("T1", "complete")
+    s.sent("T1", 3)
+    for seq in range(first, 4):
+        s.deliver("c9", "T1", seq)
+    s.end_stream("c9")
+    s.exit("T1", "obj1")
+    return s.end()
+
+
+@pytest.mark.parametrize("durable", [True, False])
+@pytest.mark.parametrize(("first", "expected"), [(1, Verdict.PASS), (2, Verdict.PASS), (3, Verdict.FAIL)])
+def test_a_send_in_progress_during_the_join_is_concurrent_with_it(first, expected, durable):
+    result = verdict("S3", _join_while_a_send_is_in_progress(first, durable))
+    assert result.verdict is expected, result
+
+
+def test_a_send_completed_before_the_join_must_be_replayed():
+    s = Scenario()
+    started(s, clients=())
+    s.send("T1")
+    s.sent("T1", 1)
+    s.send("T1")
+    s.sent("T1", 2)
+    join = s.attach("c9", "T1", via="obj1")
+    s.send("T1", "complete")
+    s.sent("T1", 3)
+    s.deliver("c9", "T1", 1)
+    for seq in (2, 3):
+        s.deliver("c9", "T1", seq)
+    s.end_stream("c9")
+    s.exit("T1", "obj1")
+    result = verdict("S3", s.end())
+    assert result.verdict is Verdict.FAIL
+    assert "after event 2 but its first event was 1" in result.violations[0].explanation
+    assert join.invoke in result.violations[0].evidence
+
+
 # -- cut-short histories -------------------------------------------------------------------------
 
 

@@ -33,7 +33,20 @@ CANNED = {
     "failure": failure,
     "seed_hang": lambda: seed_issue_1("hang"),
     "cut_short": lambda: happy_path(end=False),
+    "sent_sends": lambda: sent_sends(),
 }
+
+
+def sent_sends() -> History:
+    """Sends whose completion is recorded: event 1's returned, event 2's was cut short."""
+    s = Scenario()
+    s.create("T1", "obj1")
+    s.start("T1", via="obj1")
+    s.enter("T1", "obj1")
+    s.send("T1")
+    s.sent("T1", 1)
+    s.send("T1")
+    return s.end("hang")
 
 
 # -- records -------------------------------------------------------------------------------------
@@ -119,6 +132,14 @@ def test_json_round_trip(name):
 def test_json_covers_every_record_kind():
     kinds = {r.kind for name in CANNED for r in CANNED[name]()}
     assert kinds == set(KINDS)
+
+
+def test_sent_records_round_trip_and_mark_when_a_send_completed():
+    history = sent_sends()
+    assert History.from_json(history.to_json()) == history
+    first, second = history.sends("T1")[:2]
+    assert history.sent_by(first) > first.index
+    assert history.sent_by(second) == len(history.records)  # never returned: still in progress
 
 
 def test_json_layout_is_stable_and_versioned():

@@ -13,10 +13,14 @@ CLAUSE_ID = "S3"
 def _allowed_first(history: History, a: Attachment) -> tuple[set[int], int | None, bool]:
     """Event numbers the client may legitimately receive first, the latest event sent before the
     attach was invoked (if any), and whether replaying that one is required here."""
-    latest = history.latest_send_before(a.task, a.joined_from)
+    latest = history.latest_completed_send_before(a.task, a.joined_from)
     # The attach takes effect at some point inside [invoke, complete]; whatever was latest at that
-    # point may come first, i.e. the latest before the invoke or anything sent inside the window.
-    allowed = {s.seq for s in history.sends_between(a.task, a.joined_from, a.joined_by)}
+    # point may come first: the latest send completed before the invoke, or any send in progress
+    # at some moment of the window (begun before the attach completed, not done before it began).
+    allowed = {
+        s.seq for s in history.sends(a.task)
+        if s.index < a.joined_by and history.sent_by(s) > a.joined_from
+    }
     required = latest is not None
     if latest is not None:
         allowed.add(latest.seq)

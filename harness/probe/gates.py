@@ -23,11 +23,13 @@ class ProbeFailure(Exception):
 
 @dataclass
 class ProbeHooks:
-    """Callbacks into the run's recorder: process() entered/left, an event about to be sent."""
+    """Callbacks into the run's recorder: process() entered/left, an event about to be sent, and
+    its send_event call returned."""
 
     entered: Callable[[Any], None]
     exited: Callable[[Any, str], None]
     sending: Callable[[Any, int, str], None]
+    sent: Callable[[Any, int], None]
 
 
 @dataclass
@@ -72,6 +74,7 @@ class Gates:
         n = self.next_seq(task.pk)
         self.hooks.sending(task, n, event_type)
         await task.send_event(event_type, {"n": n})
+        self.hooks.sent(task, n)
         return n
 
 
