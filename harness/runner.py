@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
+import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,12 +37,14 @@ from harness.history import (
     Snapshot,
     StreamEnd,
 )
+from harness.probe import stacks
 from harness.probe.gates import RAISE, RETURN, SEND, Gates, ProbeHooks, activate_gates
 from harness.recorder import Recorder
 from harness.scheduler import run as run_controlled
 
 SETTLE_SECONDS = 60.0
 """Virtual seconds the system gets, after the scenario, to deliver what it owes (costs nothing real)."""
+SETTLE_ROUNDS = 5
 TERMINAL = frozenset({"complete", "error"})
 
 _process: contextvars.ContextVar[str] = contextvars.ContextVar("streamspec_process", default=HARNESS)
@@ -59,6 +63,63 @@ class ObjRef:
     token: str
     task: TaskRef
     obj: Any = field(repr=False)
+
+
+@dataclass
+class RunStacks:
+    """Call stacks captured during the run, for bug reports (see `harness.probe.stacks`); they are
+    not part of the history. Keys are the history's tokens and record indices."""
+
+    objects: dict[str, stacks.Stack] = field(default_factory=dict)
+    """Object token -> where the implementation created that Python object."""
+    runs: dict[int, stacks.Stack] = field(default_factory=dict)
+    """ProcessEnter index -> the stack inside process() when the run entered it."""
+    spawned: dict[int, stacks.Stack] = field(default_factory=dict)
+    """ProcessEnter index -> where the asyncio task running process() was created."""
+    clients: dict[str, list[stacks.Stack]] = field(default_factory=dict)
+    """Client token -> distinct stacks of the implementation touching its queue (register, put)."""
+
+
+_RECENT_STACKS: deque[tuple[Recorder, RunStacks]] = deque(maxlen=16)
+"""The stacks of the last runs, so an `Outcome` built from a run's history finds its stacks even
+when the code that built it did not pass them (matched by the identity of the first record)."""
+
+
+def _stacks_of(history: History) -> RunStacks | None:
+    if not history.records:
+        return None
+    first = history.records[0]
+    for recorder, run_stacks in reversed(_RECENT_STACKS):
+        if recorder.records and recorder.records[0] is first:
+            return run_stacks
+    return None
+
+
+class _TracedQueue(asyncio.Queue):
+    """A client queue that remembers where the implementation registered it and put events into it."""
+
+    def __init__(self, sink: list[stacks.Stack]) -> None:
+        super().__init__()
+        self._sink = sink
+        self._seen: set[stacks.Stack] = set()
+
+    def _note(self) -> None:
+        stack = stacks.here(3)
+        if stack not in self._seen:
+            self._seen.add(stack)
+            self._sink.append(stack)
+
+    def __hash__(self) -> int:  # a set or dict of clients hashes the queue when registering it
+        self._note()
+        return object.__hash__(self)
+
+    def put_nowait(self, item: Any) -> None:
+        self._note()
+        super().put_nowait(item)
+
+    async def put(self, item: Any) -> None:
+        self._note()
+        await super().put(item)
 
 
 @dataclass(eq=False)
@@ -97,6 +158,10 @@ class Run:
         self._clients: dict[str, ClientRef] = {}
         self._active_runs: dict[tuple[str, Any], int] = {}
         self._ops = 0
+        self.stacks = RunStacks()
+        _RECENT_STACKS.append((recorder, self.stacks))
+        self._spawned: weakref.WeakKeyDictionary[asyncio.Task, stacks.Stack] = weakref.WeakKeyDictionary()
+        self._loop.set_task_factory(self._task_factory)
         self.main = self.spawn()
 
     # -- processes --------------------------------------------------------------------------------
@@ -167,7 +232,7 @@ class Run:
     async def attach(self, via: ObjRef, process: str | None = None) -> ClientRef | None:
         name = process or self.main
         token = f"c{len(self._clients) + 1}"
-        client = ClientRef(token, via.task, name, via, asyncio.Queue())
+        client = ClientRef(token, via.task, name, via, _TracedQueue(self.stacks.clients.setdefault(token, [])))
         self._clients[token] = client
 
         async def body(sut: SutProcess) -> None:
@@ -210,15 +275,25 @@ class Run:
     # -- settling ---------------------------------------------------------------------------------
 
     async def settle(self) -> None:
-        """Finish what still runs, give the system time to deliver, and take snapshots."""
-        for (_, pk), active in list(self._active_runs.items()):
-            for _ in range(active):
-                self._gate("finish_ok", self._tasks[pk], RETURN, teardown=True)
-        pending = [c.consumer for c in self._clients.values()
-                   if c.consumer is not None and not c.ended and not self._procs[c.process].crashed.done()]
-        if pending:
-            await asyncio.wait(pending, timeout=SETTLE_SECONDS)
-        await asyncio.sleep(SETTLE_SECONDS)  # let coordinators finish their own clean-up
+        """Finish what still runs, give the system time to deliver, and take snapshots.
+
+        In rounds: a task may start only while the system settles (a process taking over the task
+        of a crashed one once its lease ran out), and is then finished in the next round. Database
+        calls no longer lose to timers here: what is owed must arrive under fair scheduling."""
+        self._loop.slow_offloads = False
+        opened: dict[tuple[str, Any], int] = {}
+        for _ in range(SETTLE_ROUNDS):
+            for key, active in list(self._active_runs.items()):
+                for _ in range(active - opened.get(key, 0)):
+                    self._gate("finish_ok", self._tasks[key[1]], RETURN, teardown=True)
+                opened[key] = max(active, opened.get(key, 0))
+            pending = [c.consumer for c in self._clients.values()
+                       if c.consumer is not None and not c.ended and not self._procs[c.process].crashed.done()]
+            if pending:
+                await asyncio.wait(pending, timeout=SETTLE_SECONDS)
+            await asyncio.sleep(SETTLE_SECONDS)  # let coordinators finish their own clean-up
+            if not any(self._active_runs.values()):
+                break
         await self.snapshot()
 
     async def snapshot(self) -> None:
@@ -280,6 +355,7 @@ class Run:
             if task is None:
                 task = self._tasks[obj.pk] = TaskRef(f"T{len(self._tasks) + 1}", obj.pk)
             ref = self._objs[id(obj)] = ObjRef(f"obj{len(self._objs) + 1}", task, obj)
+            self.stacks.objects[ref.token] = getattr(obj, "_streamspec_created", ())
         return ref
 
     async def _consume(self, client: ClientRef) -> None:
@@ -301,13 +377,24 @@ class Run:
                 self.recorder.add(StreamEnd, client.process, client=client.token, reason="terminal")
                 return
 
+    def _task_factory(self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task:
+        """Create tasks as asyncio does, remembering where each was created (who started a run)."""
+        task = asyncio.Task(coro, loop=loop, **kwargs)
+        self._spawned[task] = stacks.here(2)
+        return task
+
     # probe hooks: called from inside process(), in the process that runs it
 
     def _entered(self, task: Any) -> None:
         ref = self._obj(task)
         key = (_process.get(), task.pk)
         self._active_runs[key] = self._active_runs.get(key, 0) + 1
-        self.recorder.add(ProcessEnter, _process.get(), task=ref.task.token, obj=ref.token)
+        record = self.recorder.add(ProcessEnter, _process.get(), task=ref.task.token, obj=ref.token)
+        if record is not None:
+            self.stacks.runs[record.index] = stacks.here(2)
+            current = asyncio.current_task()
+            if current is not None and current in self._spawned:
+                self.stacks.spawned[record.index] = self._spawned[current]
 
     def _exited(self, task: Any, outcome: str) -> None:
         ref = self._obj(task)
@@ -345,6 +432,12 @@ class Outcome:
     tape: Tape
     steps: int
     virtual_time: float
+    stacks: RunStacks | None = None
+    """Where the implementation created objects, started runs and touched client queues."""
+
+    def __post_init__(self) -> None:
+        if self.stacks is None:
+            self.stacks = _stacks_of(self.history)
 
     def result(self, clause: str) -> Any:
         for result in self.results:
@@ -393,4 +486,5 @@ def run_scenario(adapter: Adapter, scenario: Scenario, choices: ChoiceSource, *,
         else:
             raise error
     history = recorder.history()
-    return Outcome(history, check_all(history), result.tape, result.steps, result.virtual_time)
+    return Outcome(history, check_all(history), result.tape, result.steps, result.virtual_time,
+                   holder["run"].stacks if "run" in holder else None)

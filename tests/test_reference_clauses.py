@@ -110,7 +110,9 @@ async def test_s2_client_on_another_instance_gets_every_event():
 async def test_s2_probe_fails_when_state_belongs_to_the_object(monkeypatch):
     per_object = property(lambda self: (self._meta.label_lower, self.pk, id(self)))
     monkeypatch.setattr(StreamTask, "stream_key", per_object)
-    problems = await s2_problems()
+    # Without the event log too: the relay would otherwise bring the events to the other object.
+    with override_settings(STREAMING_EVENT_LOG=False):
+        problems = await s2_problems()
     assert problems and "received []" in problems[0]
 
 
@@ -355,7 +357,7 @@ async def test_s8_nothing_is_left_after_completion_and_disconnect():
     await task.add_client(never_read)  # a client that never calls remove_client
     await coordinator.start_task(task)
     await wait_idle()
-    assert coordinator.resources() == {"channels": 0, "tasks": 0, "instances": 0, "loads": 0, "clients": 0}
+    assert set(coordinator.resources().values()) == {0}, coordinator.resources()
 
     pending = await SignalTask.objects.acreate()
     queue: asyncio.Queue = asyncio.Queue()

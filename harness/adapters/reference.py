@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
+
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def loop_clock() -> datetime:
+    """The event loop's clock as a date: under the harness that is virtual time, so leases run
+    out when the scheduler jumps time forward, as they would in a real deployment over time."""
+    return _EPOCH + timedelta(seconds=asyncio.get_running_loop().time())
 
 
 class ReferenceProcess:
@@ -11,7 +21,7 @@ class ReferenceProcess:
         from reference_impl.streaming.coordinator import TaskCoordinator
 
         self.name = name
-        self.coordinator = TaskCoordinator(name)
+        self.coordinator = TaskCoordinator(name, clock=loop_clock)
 
     def activate(self) -> None:
         self.coordinator.activate()
@@ -52,7 +62,14 @@ class ReferenceAdapter:
         return ReferenceProcess(name)
 
     async def persisted(self, model: type, pk: Any) -> dict[str, Any]:
+        from reference_impl.streaming import relay
+
         row = await model._default_manager.filter(pk=pk).values(
             "status", "error", "final_value", "last_event"
         ).afirst()
-        return row or {"status": "missing", "error": None, "final_value": None, "last_event": None}
+        if row is None:
+            return {"status": "missing", "error": None, "final_value": None, "last_event": None}
+        if row["last_event"] is None:  # still running: its events are in the log
+            logged = await relay.latest((model._meta.label_lower, pk))
+            row["last_event"] = dict(logged) if logged is not None else None
+        return row

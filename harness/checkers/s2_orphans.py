@@ -22,6 +22,11 @@ def check(history: History) -> ClauseResult:
             # Dropped with an overflow notice: what it had not read was discarded openly, not lost.
             judge.saw("clients dropped for overflow")
             continue
+        if a.stream_end is not None and a.stream_end.reason == "crashed":
+            # Its server process died: whatever sat in that process's buffers died with it (a
+            # reconnecting client is a new client, judged by S3 and S7).
+            judge.saw("clients whose process crashed")
+            continue
         received = {d.seq for d in a.task_deliveries() if d.seq is not None}
         # Owed: what was sent after the attach completed and before the client left.
         owed = history.sends_between(a.task, a.joined_by, a.left_at)

@@ -16,7 +16,8 @@ def check(history: History) -> ClauseResult:
         judge.note("no crash in this history: nothing to judge")
     for crash in crashes:
         for task in unfinished_at(history, crash):
-            latest = history.latest_send_before(task, crash.index)
+            # A send still in progress when its process died may never have become durable.
+            latest = history.latest_completed_send_before(task, crash.index)
             if latest is None or latest.process != crash.process:
                 continue  # nothing was lost with the crashed process
             judge.saw("tasks whose latest event was sent by a crashed process")

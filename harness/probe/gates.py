@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,20 +33,42 @@ class ProbeHooks:
     sent: Callable[[Any, int], None]
 
 
+class _Gate:
+    """The commands waiting for one task's probe. Every run of the task waits on the same gate:
+    a command wakes them all and the first live one takes it (a run frozen by a crash never
+    will, so a plain queue, which wakes one waiter per item, could hand the command to it)."""
+
+    __slots__ = ("changed", "commands")
+
+    def __init__(self) -> None:
+        self.commands: deque[str] = deque()
+        self.changed = asyncio.Event()
+
+    def open(self, command: str) -> None:
+        self.commands.append(command)
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+    async def take(self) -> str:
+        while not self.commands:
+            await self.changed.wait()
+        return self.commands.popleft()
+
+
 @dataclass
 class Gates:
     hooks: ProbeHooks
-    _commands: dict[Any, asyncio.Queue] = field(default_factory=dict)
+    _gates: dict[Any, _Gate] = field(default_factory=dict)
     _seq: dict[Any, int] = field(default_factory=dict)
 
-    def queue(self, pk: Any) -> asyncio.Queue:
-        queue = self._commands.get(pk)
-        if queue is None:
-            queue = self._commands[pk] = asyncio.Queue()
-        return queue
+    def gate(self, pk: Any) -> _Gate:
+        gate = self._gates.get(pk)
+        if gate is None:
+            gate = self._gates[pk] = _Gate()
+        return gate
 
     def open(self, pk: Any, command: str) -> None:
-        self.queue(pk).put_nowait(command)
+        self.gate(pk).open(command)
 
     def next_seq(self, pk: Any) -> int:
         self._seq[pk] = self._seq.get(pk, 0) + 1
@@ -55,9 +78,9 @@ class Gates:
         self.hooks.entered(task)
         outcome = "error"
         try:
-            commands = self.queue(task.pk)
+            gate = self.gate(task.pk)
             while True:
-                command = await commands.get()
+                command = await gate.take()
                 if command == SEND:
                     await self._send(task, "progress")
                 elif command == RETURN:

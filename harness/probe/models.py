@@ -9,7 +9,8 @@ from django.conf import settings
 from django.db import models
 from django.utils.module_loading import import_string
 
-from harness.probe.gates import current_gates
+from harness.probe import stacks
+from harness.probe.gates import _gates, current_gates
 
 StreamTaskBase = import_string(settings.STREAMSPEC_TASK_BASE)
 
@@ -19,6 +20,12 @@ class ProbeTask(StreamTaskBase):
 
     class Meta:
         app_label = "streamspec_probe"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if _gates.get() is not None:
+            # Inside a run: remember where this Python object was made (for bug reports).
+            self._streamspec_created = stacks.here(2)
 
     async def process(self):
         return await current_gates().run(self)

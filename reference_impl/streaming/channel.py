@@ -49,7 +49,10 @@ class TaskChannel:
     other clients never wait for a slow reader.
     """
 
-    __slots__ = ("_unbounded", "clients", "closed", "held", "key", "latest", "limit", "running", "seq")
+    __slots__ = (
+        "_unbounded", "clients", "closed", "follower", "held", "key", "latest", "limit", "lost",
+        "running", "seq",
+    )
 
     def __init__(self, key: Hashable, limit: int, seq: int = 0) -> None:
         self.key = key
@@ -63,6 +66,10 @@ class TaskChannel:
         self.held: Event | None = None
         self.running = False
         self.closed = False
+        # The task running in another process, this channel relays the event log (coordinator).
+        self.follower: asyncio.Task | None = None
+        # Set when another process took the task over from this one.
+        self.lost = False
 
     def make_event(self, event_type: str, data: Any, timestamp: str) -> Event:
         """Number the next event without delivering it (the terminal event is persisted first)."""

@@ -19,6 +19,13 @@ class StreamingSettings:
     keepalive_seconds: float
     """Idle time after which a stream sends an SSE comment, so proxies keep it open."""
     retry_after_seconds: int
+    event_log: bool
+    """Append every event to the database (StreamEvent) so other processes can relay it and a
+    resumed task can replay it. Off: one process only, nothing written per event."""
+    lease_seconds: float
+    """How long a coordinator's claim on a running task holds without renewal."""
+    poll_seconds: float
+    """How often a process relaying a task that runs elsewhere reads the event log."""
 
 
 _DEFAULTS = {
@@ -26,6 +33,9 @@ _DEFAULTS = {
     "STREAMING_MAX_STREAMS": 1000,
     "STREAMING_KEEPALIVE_SECONDS": 15.0,
     "STREAMING_RETRY_AFTER_SECONDS": 1,
+    "STREAMING_EVENT_LOG": True,
+    "STREAMING_LEASE_SECONDS": 30.0,
+    "STREAMING_POLL_SECONDS": 0.5,
 }
 
 
@@ -38,6 +48,13 @@ def _positive(name: str, kind: type) -> int | float:
     return kind(value)
 
 
+def _flag(name: str) -> bool:
+    value = getattr(settings, name, _DEFAULTS[name])
+    if not isinstance(value, bool):
+        raise ImproperlyConfigured(f"{name} must be True or False, got {value!r}")
+    return value
+
+
 @lru_cache(maxsize=1)
 def streaming_settings() -> StreamingSettings:
     return StreamingSettings(
@@ -45,6 +62,9 @@ def streaming_settings() -> StreamingSettings:
         max_streams=_positive("STREAMING_MAX_STREAMS", int),
         keepalive_seconds=_positive("STREAMING_KEEPALIVE_SECONDS", float),
         retry_after_seconds=_positive("STREAMING_RETRY_AFTER_SECONDS", int),
+        event_log=_flag("STREAMING_EVENT_LOG"),
+        lease_seconds=_positive("STREAMING_LEASE_SECONDS", float),
+        poll_seconds=_positive("STREAMING_POLL_SECONDS", float),
     )
 
 

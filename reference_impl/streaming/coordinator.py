@@ -6,7 +6,12 @@ Design, by clause (see SPEC.md):
   instance, never caching its own copy over it. Concurrent lookups share one load (single flight).
 - S2/S3: clients and the latest event live in a `TaskChannel` per task row (see channel.py).
 - S4: `start_task` is atomic (no await before registration); a claim in the database refuses rows
-  that already finished, so a stale instance cannot run a finished task again.
+  that already finished, so a stale instance cannot run a finished task again, and rows another
+  live process runs (its lease is renewed by a heartbeat), so two processes never both run it.
+- S2/S3 across processes: events are appended to the database log before `send_event` returns; a
+  process with clients of a task that runs elsewhere relays the log to them (see relay.py).
+- S7: a task whose owner died (its lease ran out) is taken over, once, by a process that has its
+  clients or looks it up; it continues the event numbering and replays the last logged event.
 - S5/S6: the terminal event is persisted with the final status before it is delivered (one that
   process() sends itself is held back until then), then the channel is closed and forgotten;
   later joiners get the persisted terminal event.
@@ -18,13 +23,18 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import Hashable
+import secrets
+from collections.abc import Callable, Hashable
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.apps import apps
 from django.core.exceptions import ValidationError
+from django.db import IntegrityError
+from django.db.models import Q
 from django.utils import timezone
 
+from . import relay
 from .channel import TERMINAL_TYPES, Event, TaskChannel
 from .conf import streaming_settings
 from .models import FINISHED, StreamTask, TaskStatus
@@ -32,6 +42,7 @@ from .models import FINISHED, StreamTask, TaskStatus
 logger = logging.getLogger("streaming.coordinator")
 
 Key = tuple[str, Hashable]
+RELAY_BACKOFF = 8
 
 _current: contextvars.ContextVar[TaskCoordinator | None] = contextvars.ContextVar(
     "streaming_coordinator", default=None
@@ -47,8 +58,13 @@ def current_coordinator() -> TaskCoordinator:
 class TaskCoordinator:
     """Keeps the running tasks of one process in memory. Use the module-level `coordinator`."""
 
-    def __init__(self, name: str = "default") -> None:
+    def __init__(self, name: str = "default", clock: Callable[[], datetime] | None = None) -> None:
         self.name = name
+        # Written to the rows this coordinator runs, so a restarted process never mistakes the
+        # claims of its previous life for its own.
+        self.token = f"{name}:{secrets.token_hex(6)}"
+        self.clock: Callable[[], datetime] = clock or timezone.now
+        self._heartbeat: asyncio.Task | None = None
         self._channels: dict[Key, TaskChannel] = {}
         self._tasks: dict[Key, asyncio.Task] = {}
         self._instances: dict[Key, StreamTask] = {}
@@ -154,10 +170,17 @@ class TaskCoordinator:
 
     async def _run(self, key: Key, task: StreamTask, channel: TaskChannel) -> None:
         _current.set(self)  # events sent from process() reach this coordinator's channels
+        follow = False
         try:
-            if not await self._claim(task):
+            claim = await self._claim(task)
+            if claim == "finished":
                 await self._replay_stored_end(task, channel)
                 return
+            if claim == "elsewhere":
+                follow = True  # a live process runs it: relay its events to our clients instead
+                return
+            await self._resume_numbering(key, channel)
+            self._start_heartbeat()
             logger.info("Task %s started", key)
             try:
                 result = await task.process()
@@ -166,6 +189,10 @@ class TaskCoordinator:
                 await self._fail(task, channel, exc)
             else:
                 await self._complete(task, channel, result)
+        except asyncio.CancelledError:
+            follow = channel.lost  # another process took the task over: follow it from now on
+            if not follow:
+                raise
         except Exception as exc:
             # Persisting the outcome failed (database down?): clients must not wait forever.
             logger.exception("Task %s could not record its outcome", key)
@@ -175,25 +202,79 @@ class TaskCoordinator:
                 del self._tasks[key]
             if self._instances.get(key) is task:
                 del self._instances[key]
-            if not channel.closed:  # cancelled: the task is not finished, its clients are let go
-                channel.close()
-            if self._channels.get(key) is channel:
-                del self._channels[key]
+            if not self._tasks and self._heartbeat is not None:
+                self._heartbeat.cancel()
+                self._heartbeat = None
+            channel.running = False
+            if follow and not channel.closed and channel.clients:
+                self._follow(key, type(task), channel)
+            else:
+                if not channel.closed:  # cancelled: not finished, its clients are let go
+                    channel.close()
+                if self._channels.get(key) is channel:
+                    del self._channels[key]
 
-    async def _claim(self, task: StreamTask) -> bool:
-        """Mark the row running unless it already finished (a stale instance must not rerun it)."""
-        claimed = await type(task)._default_manager.filter(pk=task.pk).exclude(
-            status__in=FINISHED
-        ).exclude(completed_at__isnull=False).aupdate(
-            status=TaskStatus.RUNNING, updated_at=timezone.now()
+    async def _claim(self, task: StreamTask) -> str:
+        """Take the row: "claimed"; it already finished (a stale instance): "finished"; a live
+        process holds it: "elsewhere"."""
+        now = self.clock()
+        lease = timedelta(seconds=streaming_settings().lease_seconds)
+        manager = type(task)._default_manager
+        claimable = (
+            Q(status=TaskStatus.PENDING) | Q(owner=self.token)
+            | Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
         )
+        claimed = await manager.filter(claimable, pk=task.pk, completed_at__isnull=True).exclude(
+            status__in=FINISHED
+        ).aupdate(status=TaskStatus.RUNNING, owner=self.token, lease_expires_at=now + lease, updated_at=now)
         if claimed:
-            task.status = TaskStatus.RUNNING
-        return bool(claimed)
+            task.status, task.owner, task.lease_expires_at = TaskStatus.RUNNING, self.token, now + lease
+            return "claimed"
+        row = await manager.filter(pk=task.pk).afirst()
+        return "finished" if row is None or row.is_finished else "elsewhere"
+
+    async def _resume_numbering(self, key: Key, channel: TaskChannel) -> None:
+        """A task that ran before (in a process that died) continues its event ids, and its last
+        logged event is what a joiner gets until the resumed run sends one."""
+        if not streaming_settings().event_log:
+            return
+        last = await relay.latest(key)
+        if last is not None and last["id"] > channel.seq:
+            channel.seq = last["id"]
+            if channel.latest is None:
+                channel.publish(last)
+
+    def _start_heartbeat(self) -> None:
+        if self._heartbeat is None or self._heartbeat.done():
+            self._heartbeat = asyncio.get_running_loop().create_task(
+                self._renew_leases(), name=f"stream-leases {self.name}"
+            )
+
+    async def _renew_leases(self) -> None:
+        _current.set(self)
+        conf = streaming_settings()
+        while self._instances:
+            await asyncio.sleep(conf.lease_seconds / 3)
+            until = self.clock() + timedelta(seconds=conf.lease_seconds)
+            for key, task in list(self._instances.items()):
+                renewed = await type(task)._default_manager.filter(pk=task.pk, owner=self.token).exclude(
+                    status__in=FINISHED
+                ).aupdate(lease_expires_at=until)
+                if not renewed and self._instances.get(key) is task and not task.is_finished:
+                    self._lost(key)
+
+    def _lost(self, key: Key) -> None:
+        """Another process took the task over (this one was too slow to renew its lease)."""
+        logger.error("Task %s: lease lost to another process; stopping the local run", key)
+        channel, run = self._channels.get(key), self._tasks.get(key)
+        if channel is not None and run is not None:
+            channel.lost = True
+            run.cancel()
 
     async def _complete(self, task: StreamTask, channel: TaskChannel, result: Any) -> None:
         # The terminal event process() sent itself, if it did; else one carrying the final value.
         terminal = channel.held or channel.make_event("complete", {"final_value": result}, _now())
+        await self._log(task.stream_key, channel, terminal)
         task.last_event = dict(terminal)
         await task.mark_completed(final_value=result)
         self._end(channel, terminal)
@@ -201,11 +282,31 @@ class TaskCoordinator:
     async def _fail(self, task: StreamTask, channel: TaskChannel, exc: Exception) -> None:
         error = _error_data(exc)
         terminal = channel.replace_held("error", error, _now())
+        await self._log(task.stream_key, channel, terminal)
         task.status = TaskStatus.FAILED
         task.error = error
         task.last_event = dict(terminal)
-        await task.asave(update_fields=["status", "error", "last_event", "updated_at"])
+        task.owner, task.lease_expires_at = "", None
+        await task.asave(
+            update_fields=["status", "error", "last_event", "owner", "lease_expires_at", "updated_at"]
+        )
         self._end(channel, terminal)
+
+    async def record(self, task: StreamTask, event: Event) -> None:
+        """Make a sent event durable before `send_event` returns (see relay.py)."""
+        channel = self._channels.get(task.stream_key)
+        if channel is not None:
+            await self._log(task.stream_key, channel, event)
+
+    async def _log(self, key: Key, channel: TaskChannel, event: Event) -> None:
+        if not streaming_settings().event_log:
+            return
+        try:
+            await relay.append(key, event)
+        except IntegrityError:
+            # Another process wrote this event number: it took the task over from us. The local
+            # run is cancelled (at its next await, if it is the caller).
+            self._lost(key)
 
     def _end(self, channel: TaskChannel, terminal: Event) -> None:
         if channel.latest is not terminal:
@@ -242,31 +343,34 @@ class TaskCoordinator:
             channel = self._channels[key] = TaskChannel(key, streaming_settings().client_buffer)
         return channel
 
-    def publish(self, task: StreamTask, event_type: str, data: Any) -> None:
+    def publish(self, task: StreamTask, event_type: str, data: Any) -> Event | None:
+        """Deliver an event to the task's local clients; returns it if it must also be logged."""
         channel = self._channels.get(task.stream_key)
         if channel is None or channel.closed:
             # Nobody listens and nothing runs it here: there is no one to keep the event for.
             logger.debug("Task %s sent %r with no stream open", task.pk, event_type)
-            return
+            return None
         if channel.held is not None:
             logger.warning("Task %s sent %r after its terminal event; dropped", task.pk, event_type)
-            return
+            return None
         event = channel.make_event(event_type, data, _now())
         if channel.running and event_type in TERMINAL_TYPES:
             # Clients that see the terminal event may ask for the final state at once: it must
             # be in the database first (S5), so the event waits for the task's outcome.
             channel.held = event
-            return
+            return None
         channel.publish(event)
+        return event if channel.running else None
 
     async def attach(self, task: StreamTask, queue: asyncio.Queue, last_event_id: int | None = None) -> None:
         key = task.stream_key
         channel = self._channel(key)
         channel.attach(queue, last_event_id)
-        if channel.running or channel.latest is not None:
+        if channel.running or channel.follower is not None or channel.latest is not None:
             return
         # Not running here: it may have finished (and been forgotten), which only the row knows.
-        stored = await type(task)._default_manager.filter(pk=task.pk).afirst()
+        model = type(task)
+        stored = await model._default_manager.filter(pk=task.pk).afirst()
         if queue not in channel.clients or channel.running or self._channels.get(key) is not channel:
             return  # the task started, or ended and already told this client, while we read
         if stored is None or stored.is_finished:
@@ -274,12 +378,70 @@ class TaskCoordinator:
             if last_event_id is None or terminal["id"] is None or terminal["id"] > last_event_id:
                 queue.put_nowait(terminal)
             self.detach(task, queue)
+            return
+        if not streaming_settings().event_log:
+            return  # one process only: the client waits for the task to start here
+        # It may run in another process: replay its latest logged event, then relay the log.
+        last = await relay.latest(key)
+        if queue not in channel.clients or channel.running or self._channels.get(key) is not channel:
+            return
+        if last is not None and last["id"] > channel.seq:
+            channel.seq = last["id"]
+            channel.publish(last)
+        self._follow(key, model, channel)
+
+    def _follow(self, key: Key, model: type[StreamTask], channel: TaskChannel) -> None:
+        if channel.follower is None and not channel.running and not channel.closed:
+            channel.follower = asyncio.get_running_loop().create_task(
+                self._relay(key, model, channel), name=f"stream-relay {key[0]}:{key[1]}"
+            )
+
+    async def _relay(self, key: Key, model: type[StreamTask], channel: TaskChannel) -> None:
+        """Relay the logged events of a task running in another process to local clients, until it
+        ends, starts here, or has no client left; take it over if its owner died."""
+        _current.set(self)
+        poll = streaming_settings().poll_seconds
+        interval = poll
+        try:
+            while channel.clients and not channel.running and not channel.closed:
+                await asyncio.sleep(interval)
+                if channel.running or channel.closed or not channel.clients:
+                    return
+                events = await relay.after(key, channel.seq)
+                if channel.running or channel.closed:
+                    return  # started here meanwhile: the local run numbers and delivers from now on
+                # A quiet task is read less and less often (up to 8 polls apart), a busy one at once.
+                interval = poll if events else min(interval * 2, poll * RELAY_BACKOFF)
+                for event in events:
+                    channel.seq = event["id"]
+                    if event.is_terminal:
+                        self._end(channel, event)
+                        return
+                    channel.publish(event)
+                row = await model._default_manager.filter(pk=key[1]).afirst()
+                if channel.running or channel.closed:
+                    return
+                if row is None or row.is_finished:
+                    self._end(channel, _stored_terminal(row, channel))
+                    return
+                if row.status == TaskStatus.RUNNING and (
+                    row.lease_expires_at is None or row.lease_expires_at < self.clock()
+                ):
+                    logger.warning("Task %s: its owner %s stopped renewing; taking it over", key, row.owner)
+                    await self.start_task(row)
+                    return
+        finally:
+            channel.follower = None
+            if (channel.closed or channel.idle) and self._channels.get(key) is channel:
+                del self._channels[key]
 
     def detach(self, task: StreamTask, queue: asyncio.Queue) -> None:
         key = task.stream_key
         channel = self._channels.get(key)
         if channel is not None and channel.detach(queue) and channel.idle:
             del self._channels[key]
+            if channel.follower is not None:
+                channel.follower.cancel()
 
     # -- introspection ----------------------------------------------------------------------------
 
@@ -291,6 +453,8 @@ class TaskCoordinator:
             "instances": len(self._instances),
             "loads": len(self._loads),
             "clients": sum(len(c.clients) for c in self._channels.values()),
+            "relays": sum(c.follower is not None for c in self._channels.values()),
+            "heartbeats": int(self._heartbeat is not None and not self._heartbeat.done()),
         }
 
     async def join(self) -> None:
@@ -301,6 +465,9 @@ class TaskCoordinator:
     async def shutdown(self) -> None:
         """Cancel running tasks (they stay unfinished in the database and resume on next start)."""
         tasks = list(self._tasks.values()) + list(self._loads.values())
+        tasks += [c.follower for c in self._channels.values() if c.follower is not None]
+        if self._heartbeat is not None:
+            tasks.append(self._heartbeat)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -50,6 +50,10 @@ class StreamTask(models.Model, metaclass=StreamTaskMeta):
     )
     error = models.JSONField(null=True, blank=True)
     last_event = models.JSONField(null=True, blank=True)
+    # Which coordinator runs the task, and until when its claim holds unless renewed: another
+    # process takes an unfinished task over only once the lease of a dead owner ran out (S4, S7).
+    owner = models.CharField(max_length=64, blank=True, default="")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         abstract = True
@@ -77,7 +81,10 @@ class StreamTask(models.Model, metaclass=StreamTaskMeta):
 
     async def send_event(self, event_type: str, data: Any) -> None:
         """Send an event to every client of this task row (and keep it for late joiners)."""
-        _coordinator().publish(self, event_type, data)
+        coordinator = _coordinator()
+        event = coordinator.publish(self, event_type, data)
+        if event is not None:
+            await coordinator.record(self, event)
 
     async def add_client(self, queue: asyncio.Queue, last_event_id: int | None = None) -> None:
         """Attach `queue`: it gets the latest event at once (unless `last_event_id` says it has
@@ -107,9 +114,10 @@ class StreamTask(models.Model, metaclass=StreamTaskMeta):
         self.status = TaskStatus.COMPLETED
         self.completed_at = timezone.now()
         self.final_value = final_value
-        await self.asave(
-            update_fields=["status", "completed_at", "final_value", "last_event", "updated_at"]
-        )
+        self.owner, self.lease_expires_at = "", None
+        await self.asave(update_fields=[
+            "status", "completed_at", "final_value", "last_event", "owner", "lease_expires_at", "updated_at",
+        ])
         await _coordinator().finished_elsewhere(self)
 
     async def process_generator(self, generator: AsyncGenerator[Any, None]) -> Any:
@@ -133,3 +141,24 @@ def _coordinator():
     from .coordinator import current_coordinator
 
     return current_coordinator()
+
+
+class StreamEvent(models.Model):
+    """The event log: every event of a task, in order, so that a process that does not run the
+    task can relay it to its own clients, and a task resumed after a crash continues numbering and
+    replays its last event."""
+
+    task_label = models.CharField(max_length=200)
+    task_pk = models.CharField(max_length=64)
+    seq = models.PositiveBigIntegerField()
+    type = models.CharField(max_length=64)
+    data = models.JSONField(null=True, blank=True)
+    timestamp = models.CharField(max_length=40, blank=True, default="")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["task_label", "task_pk", "seq"], name="stream_event_unique_seq")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_label}:{self.task_pk}#{self.seq} {self.type}"

@@ -1,0 +1,170 @@
+"""The reference across processes: two coordinators on one database, as two server processes.
+
+Each test runs coordinators side by side in one event loop; tasks created from a coroutine that
+activated a coordinator belong to it, exactly as the harness simulates processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from django.test import override_settings
+from django.utils import timezone
+
+from reference_impl.example.models import ExampleTask, SignalTask
+from reference_impl.streaming import relay
+from reference_impl.streaming.coordinator import TaskCoordinator
+from tests.reference_support import APP, EntryCounter, drain, gaps
+
+FAST = {"STREAMING_POLL_SECONDS": 0.01, "STREAMING_LEASE_SECONDS": 0.3}
+
+
+@pytest.fixture(autouse=True)
+def fast_relay():
+    with override_settings(**FAST):
+        yield
+
+
+async def in_process(coordinator: TaskCoordinator, coro_fn):
+    """Run `coro_fn()` as a coroutine of `coordinator`'s process."""
+
+    async def body():
+        coordinator.activate()
+        return await coro_fn()
+
+    return await asyncio.create_task(body())
+
+
+async def settle(*coordinators: TaskCoordinator) -> None:
+    async with asyncio.timeout(5):
+        for c in coordinators:
+            await c.join()
+        while any(c.resources()["relays"] for c in coordinators):
+            await asyncio.sleep(0.01)
+
+
+async def two_process_problems(monkeypatch) -> list[str]:
+    problems = []
+    counter = EntryCounter(monkeypatch, SignalTask)
+    p0, p1 = TaskCoordinator("p0"), TaskCoordinator("p1")
+    task = await SignalTask.objects.acreate()
+    await in_process(p0, lambda: p0.get_task_instance(APP, "SignalTask", task.pk))
+    await asyncio.sleep(0.05)
+    remote: asyncio.Queue = asyncio.Queue()
+
+    async def join_in_p1():
+        found = await p1.get_task_instance(APP, "SignalTask", task.pk)
+        await found.add_client(remote)
+
+    await in_process(p1, join_in_p1)
+    await asyncio.sleep(0.05)
+    running = p0._instances.get(("example.signaltask", task.pk))
+    await in_process(p0, lambda: running.send_event("tick", {"n": 1}))
+    await SignalTask.release(task.pk)
+    events, ended = await drain(remote)
+    await settle(p0, p1)
+    if counter.count != 1:
+        problems.append(f"process() ran {counter.count} times across two processes")
+    kinds = [e["type"] for e in events]
+    if kinds != ["start", "tick", "released", "complete"] or gaps(events) or not ended:
+        problems.append(f"a client in the other process received {kinds} (ended: {ended})")
+    for c in (p0, p1):
+        if set(c.resources().values()) != {0}:
+            problems.append(f"{c.name} still holds {c.resources()}")
+    return problems
+
+
+@pytest.mark.clause("S4")
+@pytest.mark.clause("S2")
+async def test_a_task_runs_once_and_other_processes_relay_its_events(monkeypatch):
+    assert await two_process_problems(monkeypatch) == []
+
+
+@pytest.mark.clause("S4")
+async def test_two_process_probe_fails_without_the_lease(monkeypatch):
+    original = TaskCoordinator._claim
+
+    async def claim_ignoring_leases(self, task):
+        await original(self, task)
+        return "claimed"
+
+    monkeypatch.setattr(TaskCoordinator, "_claim", claim_ignoring_leases)
+    problems = await two_process_problems(monkeypatch)
+    assert "process() ran 2 times across two processes" in problems
+
+
+@pytest.mark.clause("S7")
+async def test_a_task_whose_owner_died_is_taken_over_once_and_continues_its_numbering(monkeypatch):
+    counter = EntryCounter(monkeypatch, ExampleTask)
+    task = await ExampleTask.objects.acreate(message="resumed")
+    # A process died while running it: its lease is in the past, three events are logged.
+    await ExampleTask.objects.filter(pk=task.pk).aupdate(
+        status="running", owner="dead:0", lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    key = ("example.exampletask", task.pk)
+    for seq in (1, 2, 3):
+        await relay.append(key, relay.Event("progress", {"step": seq}, "t", seq))
+    p1, p2 = TaskCoordinator("p1"), TaskCoordinator("p2")
+    joiners = [asyncio.Queue(), asyncio.Queue()]
+
+    async def join(coordinator, queue):
+        instance = await ExampleTask.objects.aget(pk=task.pk)
+        await instance.add_client(queue)
+
+    await asyncio.gather(in_process(p1, lambda: join(p1, joiners[0])),
+                         in_process(p2, lambda: join(p2, joiners[1])))
+    results = [await drain(q) for q in joiners]
+    await settle(p1, p2)
+    assert counter.count == 1  # taken over by one process only
+    for events, ended in results:
+        assert ended and events[0]["id"] == 3 and events[0]["data"] == {"step": 3}  # last logged first
+        assert [e["id"] for e in events] == list(range(3, 3 + len(events)))
+        assert [e["type"] for e in events][-1] == "complete"
+    row = await ExampleTask.objects.aget(pk=task.pk)
+    assert row.status == "completed" and row.owner == "" and row.last_event["id"] == 8
+
+
+@pytest.mark.clause("S4")
+async def test_a_process_that_lost_its_lease_stops_and_follows_the_new_owner():
+    p0 = TaskCoordinator("p0")
+    task = await SignalTask.objects.acreate()
+    queue: asyncio.Queue = asyncio.Queue()
+
+    async def start_and_join():
+        await task.add_client(queue)
+        await p0.start_task(task)
+
+    await in_process(p0, start_and_join)
+    await asyncio.sleep(0.05)
+    # Another process stole the row (as if p0 had stalled past its lease) and will finish it.
+    await SignalTask.objects.filter(pk=task.pk).aupdate(owner="thief:1")
+    async with asyncio.timeout(2):
+        while p0.is_task_running(APP, "SignalTask", task.pk):
+            await asyncio.sleep(0.01)
+    assert p0.resources()["relays"] == 1  # its client is now served from the log
+    await SignalTask.objects.filter(pk=task.pk).aupdate(
+        status="completed", completed_at=timezone.now(), final_value={"by": "thief"}, owner=""
+    )
+    events, ended = await drain(queue)
+    assert ended and events[-1]["data"] == {"final_value": {"by": "thief"}}
+    await settle(p0)
+    assert set(p0.resources().values()) == {0}
+
+
+async def test_without_the_event_log_nothing_is_written_per_event():
+    with override_settings(STREAMING_EVENT_LOG=False):
+        task = await ExampleTask.objects.acreate(message="quiet")
+        coordinator = TaskCoordinator("solo")
+        queue: asyncio.Queue = asyncio.Queue()
+
+        async def run():
+            await task.add_client(queue)
+            await coordinator.start_task(task)
+
+        await in_process(coordinator, run)
+        events, ended = await drain(queue)
+        await coordinator.join()
+    assert ended and len(events) == 5
+    assert await relay.latest(("example.exampletask", task.pk)) is None
