@@ -4,4 +4,4 @@ The database is SQLite in a temporary folder unless DATABASE_URL names another o
 started by tests inherit the same DATABASE_URL, so a test and its server see the same rows.
 """
 
-pytest_plugins = ["harness.pytest_plugin"]
+pytest_plugins = ["harness.pytest_plugin", "pytester"]

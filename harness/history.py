@@ -23,6 +23,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, ClassVar, Literal, TypeVar
 
+from harness.errors import StreamspecError
+
 FORMAT = "streamspec.history"
 VERSION = 1
 HARNESS = "harness"
@@ -61,7 +63,7 @@ RUN_END_REASONS = frozenset({"done", "bound", "hang"})
 PERSISTED_STATUSES = frozenset({"pending", "running", "completed", "failed"})
 
 
-class HistoryError(ValueError):
+class HistoryError(StreamspecError, ValueError):
     """A history (or its JSON) is malformed: the checkers cannot trust it."""
 
 

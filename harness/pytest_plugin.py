@@ -10,12 +10,17 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from harness.adapters import Adapter, load_adapter
+from harness.choice import ChoiceSource, FifoChoices
 from harness.errors import StreamspecError
+from harness.runner import Outcome, Scenario, run_scenario
+from harness.scheduler import RunResult, run
 
 _STATE = pytest.StashKey[dict]()
 
@@ -83,3 +88,20 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 def sut_adapter(pytestconfig: pytest.Config) -> Adapter:
     """The adapter of the implementation under test."""
     return pytestconfig.stash[_STATE]["adapter"]
+
+
+@pytest.fixture
+def controlled_run() -> Callable[..., RunResult]:
+    """`harness.scheduler.run`: run a coroutine function on a fresh deterministic loop."""
+    return run
+
+
+@pytest.fixture
+def scenario_runner(sut_adapter: Adapter) -> Callable[..., Outcome]:
+    """Run a scenario (a coroutine function taking a `harness.runner.Run`) against the SUT:
+    ``scenario_runner(scenario, choices=None, **bounds) -> Outcome`` (FIFO when no choices)."""
+
+    def run_one(scenario: Scenario, choices: ChoiceSource | None = None, **bounds: Any) -> Outcome:
+        return run_scenario(sut_adapter, scenario, choices or FifoChoices(), **bounds)
+
+    return run_one

@@ -98,8 +98,9 @@ def _stacks_of(history: History) -> RunStacks | None:
 class _TracedQueue(asyncio.Queue):
     """A client queue that remembers where the implementation registered it and put events into it."""
 
-    def __init__(self, sink: list[stacks.Stack]) -> None:
+    def __init__(self, sink: list[stacks.Stack], key: int = 0) -> None:
         super().__init__()
+        self._key = key
         self._sink = sink
         self._seen: set[stacks.Stack] = set()
 
@@ -111,7 +112,9 @@ class _TracedQueue(asyncio.Queue):
 
     def __hash__(self) -> int:  # a set or dict of clients hashes the queue when registering it
         self._note()
-        return object.__hash__(self)
+        # The client's number, not its address: an implementation iterating a set of client queues
+        # then visits them in the same order in every run, so a tape replays exactly.
+        return self._key
 
     def put_nowait(self, item: Any) -> None:
         self._note()
@@ -232,7 +235,8 @@ class Run:
     async def attach(self, via: ObjRef, process: str | None = None) -> ClientRef | None:
         name = process or self.main
         token = f"c{len(self._clients) + 1}"
-        client = ClientRef(token, via.task, name, via, _TracedQueue(self.stacks.clients.setdefault(token, [])))
+        client = ClientRef(token, via.task, name, via, _TracedQueue(self.stacks.clients.setdefault(token, []),
+                                                                   len(self._clients) + 1))
         self._clients[token] = client
 
         async def body(sut: SutProcess) -> None:
@@ -287,8 +291,10 @@ class Run:
                 for _ in range(active - opened.get(key, 0)):
                     self._gate("finish_ok", self._tasks[key[1]], RETURN, teardown=True)
                 opened[key] = max(active, opened.get(key, 0))
-            pending = [c.consumer for c in self._clients.values()
-                       if c.consumer is not None and not c.ended and not self._procs[c.process].crashed.done()]
+            pending = [
+                c.consumer for c in self._clients.values()
+                if c.consumer is not None and not c.ended and not self._procs[c.process].crashed.done()
+            ]
             if pending:
                 await asyncio.wait(pending, timeout=SETTLE_SECONDS)
             await asyncio.sleep(SETTLE_SECONDS)  # let coordinators finish their own clean-up

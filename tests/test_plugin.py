@@ -1,0 +1,72 @@
+"""The pytest plugin, from the outside: how a user's test session picks and reports the SUT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import harness
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def session(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
+    """Run a pytest session in a subprocess with the plugin and this source tree importable."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.delenv("STREAMSPEC_SUT", raising=False)
+
+    def run(*args: str, test: str = "def test_nothing():\n    assert True\n") -> pytest.RunResult:
+        pytester.makepyfile(test_user=test)
+        return pytester.runpytest_subprocess("-p", "harness.pytest_plugin", "-p", "no:cacheprovider", *args)
+
+    return run
+
+
+def test_header_names_the_sut_and_where_the_choice_came_from(session, monkeypatch):
+    monkeypatch.setenv("STREAMSPEC_SUT", "reference")
+    result = session(test="def test_sut(sut_adapter):\n    assert sut_adapter.name == 'reference'\n")
+    result.stdout.fnmatch_lines(["streamspec: sut=reference (streamspec reference *), chosen by STREAMSPEC_SUT"])
+    assert result.ret == pytest.ExitCode.OK
+
+
+def test_the_command_line_option_wins_and_the_default_is_the_reference(session, monkeypatch):
+    result = session()
+    result.stdout.fnmatch_lines(["streamspec: sut=reference *chosen by default"])
+    monkeypatch.setenv("STREAMSPEC_SUT", "no-such-thing")
+    result = session("--sut", "reference")
+    result.stdout.fnmatch_lines(["*chosen by --sut"])
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("nope", "unknown implementation 'nope': use one of *"),
+        ("no_such_module_xyz:Adapter", "cannot import adapter module 'no_such_module_xyz'*"),
+        ("json:NoSuchClass", "module 'json' has no attribute 'NoSuchClass'"),
+        ("json:JSONDecoder", "*is not a streamspec adapter: it lacks name, installed_apps*"),
+    ],
+)
+def test_a_bad_sut_is_one_clear_usage_error(session, spec, message):
+    result = session("--sut", spec)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*streamspec: {message}"])
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_fixtures_run_scenarios_against_the_sut(scenario_runner):
+    async def create_and_start(run):
+        created = await run.create()
+        await run.start(created)
+
+    outcome = scenario_runner(create_and_start)
+    assert [r.verdict for r in outcome.results if str(r.verdict) == "fail"] == []
+    assert outcome.history.ops("start")
+
+
+def test_the_public_api_is_importable_and_listed():
+    missing = [name for name in harness.__all__ if not hasattr(harness, name)]
+    assert missing == []
+    assert issubclass(harness.HistoryError, harness.StreamspecError)
+    assert issubclass(harness.AdapterError, harness.StreamspecError)
