@@ -27,7 +27,9 @@ def session(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
 def test_header_names_the_sut_and_where_the_choice_came_from(session, monkeypatch):
     monkeypatch.setenv("STREAMSPEC_SUT", "reference")
     result = session(test="def test_sut(sut_adapter):\n    assert sut_adapter.name == 'reference'\n")
-    result.stdout.fnmatch_lines(["streamspec: sut=reference (streamspec reference *), chosen by STREAMSPEC_SUT"])
+    result.stdout.fnmatch_lines(
+        ["streamspec: sut=reference (streamspec reference *), chosen by STREAMSPEC_SUT"]
+    )
     assert result.ret == pytest.ExitCode.OK
 
 
