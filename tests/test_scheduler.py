@@ -414,7 +414,7 @@ def test_waiting_on_a_crashed_process_is_a_deadlock() -> None:
 
 def test_max_steps_bound() -> None:
     async def spin() -> None:
-        while True: - a livelock on purpose
+        while True:  # a livelock on purpose
             await asyncio.sleep(0)
 
     result = run(spin, max_steps=500)
@@ -425,7 +425,7 @@ def test_max_steps_bound() -> None:
 
 def test_max_virtual_time_bound() -> None:
     async def tick() -> None:
-        while True: - a timer that never stops, on purpose
+        while True:  # a timer that never stops, on purpose
             await asyncio.sleep(1)
 
     result = run(tick, max_virtual_time=60)
