@@ -247,6 +247,11 @@ class Run:
         return client
 
     async def detach(self, client: ClientRef) -> None:
+        # The client reads what the implementation already handed it, then leaves: events in its
+        # queue were delivered, and a client that disconnects is owed nothing after it left.
+        while not client.ended and not client.queue.empty():
+            self._record_event(client, client.queue.get_nowait())
+
         async def body(sut: SutProcess) -> None:
             await sut.detach(client.via.obj, client.queue)
             if not client.ended:
@@ -365,23 +370,25 @@ class Run:
         return ref
 
     async def _consume(self, client: ClientRef) -> None:
-        while True:
-            event = await client.queue.get()
-            if client.ended:
-                return
-            kind = event.get("type") if isinstance(event, dict) else None
-            if kind == "overflow":
-                client.ended = True
-                self.recorder.add(StreamEnd, client.process, client=client.token, reason="overflow")
-                return
-            data = event.get("data") if isinstance(event, dict) else None
-            seq = data.get("n") if isinstance(data, dict) and isinstance(data.get("n"), int) else None
-            self.recorder.add(Deliver, client.process, client=client.token, task=client.task.token,
-                              seq=seq, event_type=str(kind))
-            if kind in TERMINAL:
-                client.ended = True
-                self.recorder.add(StreamEnd, client.process, client=client.token, reason="terminal")
-                return
+        while not client.ended:
+            self._record_event(client, await client.queue.get())
+
+    def _record_event(self, client: ClientRef, event: Any) -> None:
+        """The client read `event`: a delivery, and the end of its stream if it was the last."""
+        if client.ended:
+            return
+        kind = event.get("type") if isinstance(event, dict) else None
+        if kind == "overflow":
+            client.ended = True
+            self.recorder.add(StreamEnd, client.process, client=client.token, reason="overflow")
+            return
+        data = event.get("data") if isinstance(event, dict) else None
+        seq = data.get("n") if isinstance(data, dict) and isinstance(data.get("n"), int) else None
+        self.recorder.add(Deliver, client.process, client=client.token, task=client.task.token,
+                          seq=seq, event_type=str(kind))
+        if kind in TERMINAL:
+            client.ended = True
+            self.recorder.add(StreamEnd, client.process, client=client.token, reason="terminal")
 
     def _task_factory(self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task:
         """Create tasks as asyncio does, remembering where each was created (who started a run)."""

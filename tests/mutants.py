@@ -155,7 +155,7 @@ def _failure_not_persisted() -> dict:
     from reference_impl.streaming.coordinator import TaskCoordinator, _error_data, _now
 
     async def _fail(self, task, channel, exc):
-        self._end(channel, channel.replace_held("error", _error_data(exc), _now()))
+        self._end(channel, channel.ended or channel.make_event("error", _error_data(exc), _now()))
 
     return {(TaskCoordinator, "_fail"): _fail}
 
@@ -257,3 +257,13 @@ class MutantAdapter(ReferenceAdapter):
 
 for _mutant in CATALOGUE:
     globals()[_mutant.name] = (lambda name: lambda: MutantAdapter(name))(_mutant.name)
+
+
+def run_baseline(name: str | None) -> dict[str, str | None]:
+    """The example-based tests under the named mutant (None: the clean reference)."""
+    from tests.example_baseline import run_examples
+
+    if name is None:
+        return run_examples()
+    with BY_NAME[name].patched():
+        return run_examples()

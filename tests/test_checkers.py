@@ -743,3 +743,65 @@ def test_spec_md_agrees_with_spec_py():
     expected = [(c.id, c.title, str(c.level), str(c.severity)) for c in spec.CLAUSES]
     assert [(i, t.strip(), lv, sv) for i, t, lv, sv in rows] == expected
     assert heads == expected
+
+
+def test_a_crash_does_not_concern_a_task_that_never_ran_in_the_crashed_process():
+    """A client waits on a task nobody started; another process crashes: not a restart problem."""
+    s = Scenario()
+    s.create("T1", "obj1")
+    s.attach("c1", "T1", via="obj1")
+    with s.on("p1"):
+        s.crash("p1")
+    s.attach("c2", "T1", via="obj1")
+    s.snapshot(buffers={"c1": 0, "c2": 0})
+    result = verdict("S7", s.end())
+    assert result.verdict is Verdict.PASS, result
+    assert not result.examined.get("unfinished tasks at a crash")
+
+
+def test_a_client_that_disconnects_is_not_owed_what_was_still_on_its_way():
+    s = Scenario()
+    started(s, clients=("c1", "c2"))
+    s.broadcast("T1", to=["c1"])  # event 1 reaches c1; c2's copy is still on its way
+    s.detach("c2")
+    finished(s, clients=("c1",))
+    s.snapshot(buffers={"c1": 0})
+    history = s.end()
+    for clause in ("S2", "S5"):
+        assert verdict(clause, history).verdict is Verdict.PASS, verdict(clause, history)
+    # c1 stayed: had it missed event 1, S2 would fail.
+    s = Scenario()
+    started(s, clients=("c1",))
+    s.send("T1")
+    finished(s, clients=("c1",))
+    s.snapshot(buffers={"c1": 0})
+    assert verdict("S2", s.end()).verdict is Verdict.FAIL
+
+
+def test_a_joiner_while_the_implementation_records_a_failure_may_first_get_the_latest_event():
+    """process() raised; the implementation stores the failure, then sends its error event. A
+    client joining in between gets the latest progress event first, then the error: that is fine.
+    Had the probe's own terminal event completed before the join, the final state is due first."""
+    s = Scenario()
+    started(s, clients=())
+    s.send("T1")
+    s.exit("T1", "obj1", "error")
+    s.attach("c1", "T1", via="obj1")
+    s.deliver("c1", "T1", 1)
+    s.deliver("c1", "T1", None, "error")
+    s.end_stream("c1")
+    s.snapshot(persisted={"T1": row("failed", error="boom")}, buffers={})
+    assert verdict("S5", s.end()).verdict is Verdict.PASS
+
+    s = Scenario()
+    started(s, clients=())
+    s.send("T1")
+    s.send("T1", "complete")
+    s.exit("T1", "obj1")
+    s.attach("c1", "T1", via="obj1")
+    s.deliver("c1", "T1", 1)
+    s.deliver("c1", "T1", 2)
+    s.end_stream("c1")
+    result = verdict("S5", s.end())
+    assert result.verdict is Verdict.FAIL
+    assert "its first event was 1 (progress), not the final state" in result.violations[0].explanation

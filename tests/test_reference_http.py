@@ -74,11 +74,12 @@ async def release(task: SignalTask, payload: Any = None) -> None:
 
 
 async def wait_finished(task: Model, timeout: float = 5.0) -> Model:
-    """The row once its status says finished (the server persists it in its own time)."""
+    """The row once the server has stored the whole outcome (it does so in its own time): the status
+    says finished and the owner's claim is released (that comes with the final value)."""
     async with asyncio.timeout(timeout):
         while True:
             row = await type(task).objects.aget(pk=task.pk)
-            if row.status in ("completed", "failed"):
+            if row.status in ("completed", "failed") and not row.owner:
                 return row
             await asyncio.sleep(0.02)
 
@@ -221,14 +222,23 @@ async def test_finished_task_answers_json_with_final_state(client: httpx.AsyncCl
 
 
 @http
-async def test_get_right_after_the_terminal_event_answers_json(client: httpx.AsyncClient) -> None:
-    # ExampleTask sends its own `complete`; three tries so the race cannot pass by luck.
+async def test_get_right_after_the_terminal_event_answers_the_final_state(client: httpx.AsyncClient) -> None:
+    # The terminal event is logged, then delivered, then the outcome stored on the row: a GET in
+    # that moment gets the same terminal event over SSE, afterwards the JSON final state.
     for _ in range(3):
         task = await ExampleTask.objects.acreate(message="no window")
         async with aconnect_sse(client, "GET", stream_url(task)) as source:
-            assert (await SSEReader(source).rest())[-1].event == "complete"
+            terminal = (await SSEReader(source).rest())[-1]
+        assert terminal.event == "complete"
+        async with aconnect_sse(client, "GET", stream_url(task)) as source:
+            if source.response.headers["content-type"].startswith("text/event-stream"):
+                again = await SSEReader(source).rest()
+                assert [(e.event, e.id) for e in again] == [("complete", terminal.id)]
+            else:
+                assert source.response.headers["content-type"] == "application/json"
+                assert json.loads(await source.response.aread())["status"] == "completed"
+        await wait_finished(task)
         response = await client.get(stream_url(task))
-        assert response.status_code == 200
         assert response.headers["content-type"] == "application/json", response.text
         assert response.json()["status"] == "completed"
 

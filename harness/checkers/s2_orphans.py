@@ -22,10 +22,12 @@ def check(history: History) -> ClauseResult:
             # Dropped with an overflow notice: what it had not read was discarded openly, not lost.
             judge.saw("clients dropped for overflow")
             continue
-        if a.stream_end is not None and a.stream_end.reason == "crashed":
-            # Its server process died: whatever sat in that process's buffers died with it (a
-            # reconnecting client is a new client, judged by S3 and S7).
-            judge.saw("clients whose process crashed")
+        gone = a.stream_end is not None and a.stream_end.reason in ("crashed", "detached")
+        if a.left_at is not None and gone:
+            # It went away (its server process died, or it disconnected): events still on their
+            # way then are not owed. A client that stays is owed everything; S3 judges gaps in what
+            # a leaving client did receive, and a reconnecting client is a new client.
+            judge.saw("clients that left")
             continue
         received = {d.seq for d in a.task_deliveries() if d.seq is not None}
         # Owed: what was sent after the attach completed and before the client left.

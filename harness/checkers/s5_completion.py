@@ -9,7 +9,19 @@ CLAUSE_ID = "S5"
 STATE_TYPES = (*TERMINAL_EVENT_TYPES, FINAL_STATE)
 
 
-def _check_client(judge: Judge, a: Attachment, finish: Finish) -> None:
+def _final_state_due_first(history: History, a: Attachment, finish: Finish) -> bool:
+    """Whether the joiner's first event must already be the final state: the task's terminal
+    event had been sent (its send completed) before the join began. When process() returned or
+    raised without one, the implementation makes the terminal event up and stores the outcome
+    after process() ended; a joiner in that window may first get the latest event (S3), as long
+    as the final state follows."""
+    if finish.seq is None:
+        return False
+    send = history.send(finish.task, finish.seq)
+    return send is not None and history.sent_by(send) < a.joined_from
+
+
+def _check_client(judge: Judge, history: History, a: Attachment, finish: Finish) -> None:
     deliveries = a.task_deliveries()
     late = a.joined_from > finish.index
     timing = "joined after" if late else "was connected when"
@@ -18,7 +30,10 @@ def _check_client(judge: Judge, a: Attachment, finish: Finish) -> None:
         judge.saw("late joiners")
         # The implementation's own notices (e.g. overflow) are not the task's state: skip them.
         meaningful = [d for d in deliveries if d.seq is not None or d.event_type in STATE_TYPES]
-        if meaningful and not finish.is_terminal_delivery(meaningful[0]):
+        if (
+            meaningful and _final_state_due_first(history, a, finish)
+            and not finish.is_terminal_delivery(meaningful[0])
+        ):
             first = meaningful[0]
             judge.fail(
                 f"{who} but its first event was {first.seq if first.seq is not None else first.event_type} "
@@ -58,9 +73,11 @@ def check(history: History) -> ClauseResult:
             continue
         judge.saw("finished tasks")
         for a in history.attachments(task):
-            if a.left_at is not None and a.left_at < finish.index:
-                continue  # left before the end: owed nothing at the end
-            _check_client(judge, a, finish)
+            if a.left_at is not None:
+                # It left (detached, dropped, or its process died): what was still on its way when
+                # it left is not owed. Clients that stay are owed the end; S3 judges gaps.
+                continue
+            _check_client(judge, history, a, finish)
         if finish.outcome != "ok":
             continue  # a failed task's row and re-runs are S6's
         for run in history.runs(task):

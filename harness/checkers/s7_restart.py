@@ -9,11 +9,16 @@ CLAUSE_ID = "S7"
 
 
 def unfinished_at(history: History, crash: Fault) -> list[str]:
-    """Tasks that existed before `crash` and had not finished by then."""
-    before = {getattr(r, "task", None) for r in history.records[: crash.index]}
+    """Tasks whose process() was running in the crashed process when it crashed, unfinished then.
+
+    A task that never started, or ran in a process that survived, is not the crash's business."""
     return [
         t for t in history.tasks()
-        if t in before and ((f := history.finish(t)) is None or f.index > crash.index)
+        if ((f := history.finish(t)) is None or f.index > crash.index)
+        and any(
+            r.process == crash.process and r.start < crash.index and (r.end is None or r.end >= crash.index)
+            for r in history.runs(t)
+        )
     ]
 
 

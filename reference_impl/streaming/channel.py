@@ -50,7 +50,7 @@ class TaskChannel:
     """
 
     __slots__ = (
-        "_unbounded", "clients", "closed", "follower", "held", "key", "latest", "limit", "lost",
+        "_unbounded", "clients", "closed", "ended", "follower", "key", "latest", "limit", "lost",
         "running", "seq",
     )
 
@@ -62,8 +62,8 @@ class TaskChannel:
         # Unbounded queues cannot refuse a put, so their length is checked against `limit`.
         self._unbounded: dict[asyncio.Queue, None] = {}
         self.latest: Event | None = None
-        # A terminal event the running task sent itself waits here until the outcome is persisted.
-        self.held: Event | None = None
+        # The terminal event, once there is one: nothing is sent after it.
+        self.ended: Event | None = None
         self.running = False
         self.closed = False
         # The task running in another process, this channel relays the event log (coordinator).
@@ -75,14 +75,6 @@ class TaskChannel:
         """Number the next event without delivering it (the terminal event is persisted first)."""
         self.seq += 1
         return Event(event_type, data, timestamp, self.seq)
-
-    def replace_held(self, event_type: str, data: Any, timestamp: str) -> Event:
-        """A terminal event that takes the place (and the id) of a held one, if any: the task
-        failed after sending its own terminal event, which clients therefore never saw."""
-        held, self.held = self.held, None
-        if held is None:
-            return self.make_event(event_type, data, timestamp)
-        return Event(event_type, data, timestamp, held["id"])
 
     def publish(self, event: Event) -> None:
         self.latest = event

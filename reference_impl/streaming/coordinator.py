@@ -12,9 +12,10 @@ Design, by clause (see SPEC.md):
   process with clients of a task that runs elsewhere relays the log to them (see relay.py).
 - S7: a task whose owner died (its lease ran out) is taken over, once, by a process that has its
   clients or looks it up; it continues the event numbering and replays the last logged event.
-- S5/S6: the terminal event is persisted with the final status before it is delivered (one that
-  process() sends itself is held back until then), then the channel is closed and forgotten;
-  later joiners get the persisted terminal event.
+- S5/S6: the terminal event is logged before anyone sees it, then delivered, then the outcome is
+  stored on the row and the channel closed and forgotten; later joiners get the stored terminal
+  event (a process taking over a task whose log ends with a terminal event stores the outcome
+  instead of running it again).
 - S8: nothing is kept once a task finished and its clients left: no locks exist at all.
 """
 
@@ -179,7 +180,8 @@ class TaskCoordinator:
             if claim == "elsewhere":
                 follow = True  # a live process runs it: relay its events to our clients instead
                 return
-            await self._resume_numbering(key, channel)
+            if not await self._resume(key, task, channel):
+                return
             self._start_heartbeat()
             logger.info("Task %s started", key)
             try:
@@ -196,7 +198,7 @@ class TaskCoordinator:
         except Exception as exc:
             # Persisting the outcome failed (database down?): clients must not wait forever.
             logger.exception("Task %s could not record its outcome", key)
-            self._end(channel, channel.replace_held("error", _error_data(exc), _now()))
+            self._end(channel, channel.ended or channel.make_event("error", _error_data(exc), _now()))
         finally:
             if self._tasks.get(key) is asyncio.current_task():
                 del self._tasks[key]
@@ -233,16 +235,33 @@ class TaskCoordinator:
         row = await manager.filter(pk=task.pk).afirst()
         return "finished" if row is None or row.is_finished else "elsewhere"
 
-    async def _resume_numbering(self, key: Key, channel: TaskChannel) -> None:
+    async def _resume(self, key: Key, task: StreamTask, channel: TaskChannel) -> bool:
         """A task that ran before (in a process that died) continues its event ids, and its last
-        logged event is what a joiner gets until the resumed run sends one."""
+        logged event is what a joiner gets until the resumed run sends one. If that event is the
+        terminal one, the task had finished but its owner died before storing the outcome: it is
+        stored now, and the task does not run again (False)."""
         if not streaming_settings().event_log:
-            return
+            return True
         last = await relay.latest(key)
-        if last is not None and last["id"] > channel.seq:
+        if last is None:
+            return True
+        if last["id"] > channel.seq:
             channel.seq = last["id"]
+        if not last.is_terminal:
             if channel.latest is None:
                 channel.publish(last)
+            return True
+        task.last_event = dict(last)
+        task.owner, task.lease_expires_at = "", None
+        if last["type"] == "error":
+            task.status, task.error = TaskStatus.FAILED, last["data"]
+            await task.asave(update_fields=["status", "error", "last_event", "owner", "lease_expires_at"])
+        else:
+            data = last["data"]
+            final = data.get("final_value") if isinstance(data, dict) and "final_value" in data else data
+            await task.mark_completed(final_value=final)
+        self._end(channel, last)
+        return False
 
     def _start_heartbeat(self) -> None:
         if self._heartbeat is None or self._heartbeat.done():
@@ -273,30 +292,41 @@ class TaskCoordinator:
 
     async def _complete(self, task: StreamTask, channel: TaskChannel, result: Any) -> None:
         # The terminal event process() sent itself, if it did; else one carrying the final value.
-        terminal = channel.held or channel.make_event("complete", {"final_value": result}, _now())
-        await self._log(task.stream_key, channel, terminal)
+        terminal = channel.ended
+        if terminal is None:
+            terminal = channel.ended = channel.make_event("complete", {"final_value": result}, _now())
+            await self._commit_end(task, terminal, status=TaskStatus.COMPLETED, completed_at=timezone.now(),
+                                   final_value=result, owner="", lease_expires_at=None)
+            channel.publish(terminal)
         task.last_event = dict(terminal)
         await task.mark_completed(final_value=result)
         self._end(channel, terminal)
 
     async def _fail(self, task: StreamTask, channel: TaskChannel, exc: Exception) -> None:
         error = _error_data(exc)
-        terminal = channel.replace_held("error", error, _now())
-        await self._log(task.stream_key, channel, terminal)
-        task.status = TaskStatus.FAILED
-        task.error = error
-        task.last_event = dict(terminal)
-        task.owner, task.lease_expires_at = "", None
-        await task.asave(
-            update_fields=["status", "error", "last_event", "owner", "lease_expires_at", "updated_at"]
-        )
+        terminal = channel.ended
+        if terminal is None:
+            terminal = channel.ended = channel.make_event("error", error, _now())
+            await self._commit_end(task, terminal, status=TaskStatus.FAILED, error=error, owner="",
+                                   lease_expires_at=None)
+            channel.publish(terminal)
+        else:  # it had sent its own terminal event, then raised: the failure is what is stored
+            await self._commit_end(task, terminal, log=False, status=TaskStatus.FAILED, error=error,
+                                   owner="", lease_expires_at=None)
         self._end(channel, terminal)
 
-    async def record(self, task: StreamTask, event: Event) -> None:
-        """Make a sent event durable before `send_event` returns (see relay.py)."""
-        channel = self._channels.get(task.stream_key)
-        if channel is not None:
-            await self._log(task.stream_key, channel, event)
+    async def _commit_end(self, task: StreamTask, terminal: Event, log: bool = True, **fields: Any) -> None:
+        """The terminal event and the outcome, durable together (see relay.commit_end)."""
+        fields.update(last_event=dict(terminal), updated_at=timezone.now())
+        try:
+            await relay.commit_end(task.stream_key, terminal, type(task), task.pk, fields,
+                                   log and streaming_settings().event_log)
+        except IntegrityError:
+            # Another process wrote this event number: it took the task over from us.
+            self._lost(task.stream_key)
+            raise asyncio.CancelledError from None
+        for name, value in fields.items():
+            setattr(task, name, value)
 
     async def _log(self, key: Key, channel: TaskChannel, event: Event) -> None:
         if not streaming_settings().event_log:
@@ -343,24 +373,33 @@ class TaskCoordinator:
             channel = self._channels[key] = TaskChannel(key, streaming_settings().client_buffer)
         return channel
 
-    def publish(self, task: StreamTask, event_type: str, data: Any) -> Event | None:
-        """Deliver an event to the task's local clients; returns it if it must also be logged."""
+    async def send(self, task: StreamTask, event_type: str, data: Any) -> None:
+        """`send_event`: a running task's event is logged (durable, visible to other processes)
+        before its local clients see it; nothing is sent after the terminal event."""
         channel = self._channels.get(task.stream_key)
         if channel is None or channel.closed:
             # Nobody listens and nothing runs it here: there is no one to keep the event for.
             logger.debug("Task %s sent %r with no stream open", task.pk, event_type)
-            return None
-        if channel.held is not None:
+            return
+        if channel.ended is not None:
             logger.warning("Task %s sent %r after its terminal event; dropped", task.pk, event_type)
-            return None
+            return
         event = channel.make_event(event_type, data, _now())
-        if channel.running and event_type in TERMINAL_TYPES:
-            # Clients that see the terminal event may ask for the final state at once: it must
-            # be in the database first (S5), so the event waits for the task's outcome.
-            channel.held = event
-            return None
+        if channel.running:
+            if event.is_terminal:
+                # process() ends its stream itself: the row says so as soon as clients can know.
+                channel.ended = event
+                if event_type == "complete":
+                    await self._commit_end(
+                        task, event, status=TaskStatus.COMPLETED, completed_at=timezone.now()
+                    )
+                else:
+                    await self._commit_end(task, event, status=TaskStatus.FAILED, error=data)
+            else:
+                await self._log(task.stream_key, channel, event)
+            if channel.closed:
+                return
         channel.publish(event)
-        return event if channel.running else None
 
     async def attach(self, task: StreamTask, queue: asyncio.Queue, last_event_id: int | None = None) -> None:
         key = task.stream_key

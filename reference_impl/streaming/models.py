@@ -81,10 +81,7 @@ class StreamTask(models.Model, metaclass=StreamTaskMeta):
 
     async def send_event(self, event_type: str, data: Any) -> None:
         """Send an event to every client of this task row (and keep it for late joiners)."""
-        coordinator = _coordinator()
-        event = coordinator.publish(self, event_type, data)
-        if event is not None:
-            await coordinator.record(self, event)
+        await _coordinator().send(self, event_type, data)
 
     async def add_client(self, queue: asyncio.Queue, last_event_id: int | None = None) -> None:
         """Attach `queue`: it gets the latest event at once (unless `last_event_id` says it has

@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
+from asgiref.sync import sync_to_async
+from django.db import transaction
+
 from .channel import Event
 from .models import StreamEvent
 
@@ -25,11 +28,28 @@ def _event(row: StreamEvent) -> Event:
     return Event(row.type, row.data, row.timestamp, row.seq)
 
 
-async def append(key: Key, event: Event) -> None:
-    await StreamEvent.objects.acreate(
+def _new(key: Key, event: Event) -> StreamEvent:
+    return StreamEvent(
         **_row(key), seq=event["id"], type=event["type"], data=event["data"],
         timestamp=event["timestamp"] or "",
     )
+
+
+async def append(key: Key, event: Event) -> None:
+    await _new(key, event).asave(force_insert=True)
+
+
+def _commit_end(key: Key, event: Event, model: type, pk: Any, fields: dict[str, Any], log: bool) -> None:
+    with transaction.atomic():
+        if log:
+            _new(key, event).save(force_insert=True)
+        model._default_manager.filter(pk=pk).update(**fields)
+
+
+async def commit_end(key: Key, event: Event, model: type, pk: Any, fields: dict[str, Any], log: bool) -> None:
+    """Log the terminal event and store the outcome on the task row in one transaction, so no crash
+    can leave clients told "complete" while the row still says running."""
+    await sync_to_async(_commit_end)(key, event, model, pk, fields, log)
 
 
 async def latest(key: Key) -> Event | None:
