@@ -1,0 +1,180 @@
+"""The mutant matrix: verify every mutant of a catalogue and count which bugs the suite catches.
+
+A catalogue is a module with `CATALOGUE` (objects with `name`, `clause`, `description`), one
+adapter factory per mutant name (``--sut module:name``), and `run_baseline(name)`, the
+example-based tests run under that mutant (None: the clean implementation). Every verify runs in a
+process of its own (mutants patch the implementation for the life of their process), and so does
+every baseline run. The matrix is written as `mutants.json` and `mutants.md`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ConfigError
+
+
+@dataclass
+class MutantRow:
+    name: str
+    expected: str
+    description: str
+    detected: bool = False
+    """The expected clause failed."""
+    reported: list[str] = field(default_factory=list)
+    """Every clause that failed (MUST and SHOULD)."""
+    examples_to_first: int | None = None
+    seconds_to_first: float | None = None
+    shrunk_steps: int | None = None
+    seconds: float = 0.0
+    baseline_failures: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def baseline_killed(self) -> bool:
+        return bool(self.baseline_failures)
+
+
+def _verify(
+    sut: str, profile: str, seed: int, timeout: float
+) -> tuple[dict[str, Any] | None, str | None, float]:
+    with tempfile.TemporaryDirectory(prefix="streamspec-mutant-") as tmp:
+        out = Path(tmp) / "report"
+        command = [sys.executable, "-m", "harness", "verify", "--sut", sut, "--profile", profile,
+                   "--seed", str(seed), "--out", str(out), "--no-corpus", "--no-repro"]
+        started = time.perf_counter()
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            return None, f"verify did not finish within {timeout:.0f} s", time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        summary = out / "summary.json"
+        if done.returncode not in (0, 1) or not summary.exists():
+            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+            return None, f"verify exited {done.returncode}: {' / '.join(tail)}", seconds
+        return json.loads(summary.read_text()), None, seconds
+
+
+def _baseline(catalogue: str, name: str | None, timeout: float) -> dict[str, str | None]:
+    command = [sys.executable, "-m", "harness.mutation", "baseline", catalogue, name or ""]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    if done.returncode != 0:
+        who = name or "the implementation"
+        raise ConfigError(f"the example baseline of {who} crashed: {done.stderr[-500:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_matrix(catalogue: str, *, profile: str = "ci", seed: int = 0, timeout: float = 600.0,
+               names: list[str] | None = None, progress: Any = None) -> list[MutantRow]:
+    module = importlib.import_module(catalogue)
+    rows = []
+    for mutant in module.CATALOGUE:
+        if names and mutant.name not in names:
+            continue
+        row = MutantRow(mutant.name, mutant.clause, mutant.description)
+        summary, row.error, row.seconds = _verify(f"{catalogue}:{mutant.name}", profile, seed, timeout)
+        if summary is not None:
+            failed = [c for c in summary["clauses"] if c["verdict"] == "fail"]
+            row.reported = [c["clause"] for c in failed]
+            row.detected = mutant.clause in row.reported
+            hit = next((c for c in failed if c["clause"] == mutant.clause), None)
+            if hit is not None:
+                row.examples_to_first = hit.get("examples_to_first")
+                row.seconds_to_first = hit.get("seconds_to_first")
+                row.shrunk_steps = hit.get("operations")
+        row.baseline_failures = sorted(k for k, v in _baseline(catalogue, mutant.name, timeout).items() if v)
+        if progress:
+            verdict = "killed" if row.detected else "SURVIVED"
+            progress(f"{mutant.name}: {verdict} ({', '.join(row.reported) or '-'})")
+        rows.append(row)
+    return rows
+
+
+def false_positive_guard(sut: str, *, profile: str, seeds: list[int], timeout: float) -> dict[int, list[str]]:
+    """The clean implementation over several seeds: seed -> clauses that failed (all empty if sound)."""
+    found = {}
+    for seed in seeds:
+        summary, error, _ = _verify(sut, profile, seed, timeout)
+        if summary is None:
+            found[seed] = [f"error: {error}"]
+        else:
+            found[seed] = [c["clause"] for c in summary["clauses"] if c["verdict"] == "fail"]
+    return found
+
+
+def to_markdown(rows: list[MutantRow], guard: dict[int, list[str]], profile: str,
+                clean_baseline: dict[str, str | None]) -> str:
+    killed = sum(r.detected for r in rows)
+    baseline_killed = sum(r.baseline_killed for r in rows)
+    lines = [
+        "# Mutant matrix",
+        "",
+        f"Profile `{profile}`. **streamspec killed {killed} of {len(rows)} mutants by their expected clause; "
+        f"the example-based tests killed {baseline_killed} of {len(rows)}.**",
+        "",
+        "| Mutant | Expected | Detected | Clauses reported | Examples to first | Seconds to first | "
+        "Shrunk steps | Verify s | Example tests failing |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        detected = "yes" if r.detected else ("ERROR" if r.error else "**no**")
+        lines.append(
+            f"| `{r.name}` | {r.expected} | {detected} | {', '.join(r.reported) or '-'} | "
+            f"{_fmt(r.examples_to_first)} | {_fmt(r.seconds_to_first)} | {_fmt(r.shrunk_steps)} | "
+            f"{r.seconds:.1f} | {', '.join(r.baseline_failures) or '-'} |"
+        )
+    lines += ["", "## Mutants", ""]
+    lines += [f"- `{r.name}` ({r.expected}): {r.description}" + (f" — error: {r.error}" if r.error else "")
+              for r in rows]
+    lines += ["", "## False-positive guard", "",
+              "The clean implementation under the same budget, one verify per seed:", ""]
+    lines += [f"- seed {seed}: {', '.join(bad) if bad else 'no violation'}" for seed, bad in guard.items()]
+    failing = [k for k, v in clean_baseline.items() if v]
+    lines += ["", f"The example-based tests on the clean implementation: "
+              f"{'all pass' if not failing else 'FAILING: ' + ', '.join(failing)}.", ""]
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
+def write(out: Path, rows: list[MutantRow], guard: dict[int, list[str]], profile: str,
+          clean_baseline: dict[str, str | None]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    document = {
+        "format": "streamspec.mutants", "version": 1, "profile": profile,
+        "killed": sum(r.detected for r in rows), "baseline_killed": sum(r.baseline_killed for r in rows),
+        "mutants": [asdict(r) for r in rows],
+        "false_positive_guard": {str(k): v for k, v in guard.items()},
+        "clean_baseline": clean_baseline,
+    }
+    (out / "mutants.json").write_text(json.dumps(document, indent=2) + "\n")
+    (out / "mutants.md").write_text(to_markdown(rows, guard, profile, clean_baseline))
+
+
+def _baseline_main(catalogue: str, name: str) -> None:
+    """Subprocess entry: Django for the reference, the named mutant applied, the examples run."""
+    from harness.adapters import load_adapter
+    from harness.django_setup import configure
+
+    configure(load_adapter("reference"))
+    module = importlib.import_module(catalogue)
+    print(json.dumps(module.run_baseline(name or None)))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "baseline":
+        _baseline_main(sys.argv[2], sys.argv[3])
+    else:
+        sys.exit("usage: python -m harness.mutation baseline CATALOGUE NAME")
