@@ -1,0 +1,40 @@
+"""Scenario generators: Hypothesis state machines over the adapter's operations (issue 4).
+
+Public interface:
+
+- ``PROFILES``: ``"dev"``, ``"ci"``, ``"thorough"`` -> :class:`Profile`
+- ``FAMILIES``: ``"joins"``, ``"reloads"``, ``"restarts"``, ``"completion"``, ``"failure"`` -> :class:`Family`
+- ``verify(adapter, *, families=None, profile="ci", seed=None, clauses=None, progress=None) -> VerifyResult``
+- ``replay(failure) -> Outcome``: re-executes a failure's program with its tape (same history)
+- :class:`Failure`, :class:`ClauseSummary`, :class:`VerifyResult`
+- ``run_program(adapter, program, choices)`` and ``execute(session, step)``: programs as JSON steps
+- ``REGRESSIONS``: explicit programs (the seed's flow, the lookup-versus-start race)
+- ``profile_from_env()``: the profile named by ``STREAMSPEC_PROFILE``
+"""
+
+from __future__ import annotations
+
+from scenarios.families import FAMILIES, PROFILE_ENV, PROFILES, Family, Profile, profile_from_env
+from scenarios.program import Session, execute, op_count, run_program
+from scenarios.regressions import REGRESSIONS
+from scenarios.verify import ClauseSummary, Failure, NondeterministicRun, VerifyResult, replay, verify
+
+__all__ = [
+    "FAMILIES",
+    "PROFILES",
+    "PROFILE_ENV",
+    "REGRESSIONS",
+    "ClauseSummary",
+    "Failure",
+    "Family",
+    "NondeterministicRun",
+    "Profile",
+    "Session",
+    "VerifyResult",
+    "execute",
+    "op_count",
+    "profile_from_env",
+    "replay",
+    "run_program",
+    "verify",
+]

@@ -1,0 +1,345 @@
+"""Programs: scenario steps as JSON, and the one function that executes them on a live run.
+
+A program is a list of steps, each a JSON dict naming an operation of `harness.runner.Run` and the
+entities it acts on by position, e.g. ``{"op": "lookup", "task": 0, "process": 1}``. Entities are
+numbered in the order the session first saw them: tasks (``"task"``), Python objects of task rows
+(``"obj"``), clients (``"client"``) and simulated processes (``"process"``: 0 is the first one, a
+``restart`` or ``spawn`` appends the next). ``{"op": "concurrently", "steps": [...]}`` launches its
+steps together and leaves their interleaving to the scheduler.
+
+A :class:`Session` is one example: one persistent :class:`~harness.scheduler.ControlledLoop`, one
+`Run` on it, and the entity lists. The state machines (`scenarios.machine`) and `run_program`
+(which `replay` uses) both go through :func:`execute`, so the same program with the same tape takes
+exactly the same scheduling decisions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+from harness.adapters import Adapter
+from harness.checkers import check_all
+from harness.choice import ChoiceSource, FifoChoices, Tape
+from harness.errors import BoundExceeded, Deadlock
+from harness.history import HARNESS, History, RunEnd
+from harness.recorder import Recorder
+from harness.runner import ClientRef, ObjRef, Outcome, Run, TaskRef
+from harness.scheduler import ControlledLoop
+
+__all__ = [
+    "ASYNC_OPS",
+    "GATE_OPS",
+    "OPS",
+    "PROCESS_OPS",
+    "Session",
+    "execute",
+    "iter_ops",
+    "op_count",
+    "run_program",
+    "validate_program",
+]
+
+ASYNC_OPS = frozenset({"create", "start", "lookup", "reload", "attach", "detach"})
+"""Operations that run inside a simulated process (they await the implementation)."""
+GATE_OPS = frozenset({"release", "finish_ok", "finish_fail"})
+"""Operations on the probe's gates: let the task send its next event, complete, or raise."""
+PROCESS_OPS = frozenset({"crash", "restart", "spawn"})
+"""Faults and processes: kill a process, kill and replace it, add one over the same database."""
+OPS = ASYNC_OPS | GATE_OPS | PROCESS_OPS | {"concurrently"}
+
+DEFAULT_MAX_STEPS = 10_000
+DEFAULT_MAX_VIRTUAL_TIME = 3_600.0
+
+
+class Session:
+    """One example's live state: loop, run, recorder and the entities steps refer to.
+
+    Drive it with :meth:`step` (one program step at a time, synchronous) and end it with
+    :meth:`finish` (settle, record the end, check every clause) or :meth:`close` (discard).
+    """
+
+    def __init__(self, adapter: Adapter, choices: ChoiceSource | None = None, *,
+                 max_steps: int = DEFAULT_MAX_STEPS, max_virtual_time: float = DEFAULT_MAX_VIRTUAL_TIME,
+                 record_trace: bool = False, fresh_database: bool = True) -> None:
+        self.adapter = adapter
+        if fresh_database:
+            reset_database(adapter)
+        self.choices: ChoiceSource = choices if choices is not None else FifoChoices()
+        self._tape_start = len(self.choices.tape)
+        self.loop = ControlledLoop(self.choices, max_steps=max_steps, max_virtual_time=max_virtual_time,
+                                   record_trace=record_trace)
+        self.program: list[dict[str, Any]] = []
+        self.tasks: list[TaskRef | None] = []
+        self.objs: list[ObjRef | None] = []
+        self.clients: list[ClientRef | None] = []
+        self.obj_procs: list[int] = []
+        """Object slot -> the process (index) whose operation produced it: the object lives there."""
+        self.task_slot_of: dict[int, int] = {}
+        """Object slot of a ``create`` -> the task slot it fills."""
+        self.procs: list[str] = []
+        self.ended: str | None = None
+        """None while running; else how the run ended: "done", "bound" or "hang"."""
+        self.end_error: BaseException | None = None
+        self.outcome: Outcome | None = None
+        self._closed = False
+        self.recorder: Recorder = None  # type: ignore[assignment]
+        self.run: Run = None  # type: ignore[assignment]
+
+        async def setup() -> None:
+            self.recorder = Recorder(self.loop.time)
+            self.run = Run(adapter, self.recorder)
+            self.procs.append(self.run.main)
+
+        self._drive(setup)
+
+    # -- driving ----------------------------------------------------------------------------------
+
+    def _drive(self, fn: Callable[[], Awaitable[Any]]) -> bool:
+        """Run `fn()` to completion on the loop; False if the run ended (bound or hang) instead."""
+        if self.ended is not None:
+            return False
+        task = self.loop.create_task(fn())
+        try:
+            self.loop.run_until_complete(task)
+        except (BoundExceeded, Deadlock) as exc:
+            self.end_error = exc
+            self.ended = "bound" if isinstance(exc, BoundExceeded) else "hang"
+            if self.recorder is not None and self.run is not None:
+                self.recorder.close(RunEnd, HARNESS, reason=self.ended, waiting=self.run.waiting_clients())
+            return False
+        return True
+
+    def step(self, step: dict[str, Any]) -> bool:
+        """Execute one program step (recorded in `program`); False if the run ended under it."""
+        if self.ended is not None:
+            raise RuntimeError("the run has ended: no further step can be executed")
+        self.program.append(step)
+        return self._drive(lambda: execute(self, step))
+
+    def history(self) -> History:
+        """The history so far (a prefix while the session runs)."""
+        return self.recorder.history()
+
+    def finish(self) -> Outcome:
+        """Settle, record the end of the run, check every clause, and close the loop."""
+        if self.outcome is not None:
+            return self.outcome
+        try:
+            if self.ended is None:
+
+                async def settle() -> None:
+                    await self.run.settle()
+
+                if self._drive(settle):
+                    self.ended = "done"
+                    self.recorder.close(RunEnd, HARNESS, reason="done", waiting=self.run.waiting_clients())
+                    finish = getattr(self.choices, "finish", None)
+                    if finish is not None:
+                        finish()  # a replayed tape must be used up exactly
+            history = self.recorder.history()
+            self.outcome = Outcome(history, check_all(history), self.choices.tape.since(self._tape_start),
+                                   self.loop.steps, self.loop.time(), stacks=self.run.stacks)
+            return self.outcome
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Cancel what is left and close the loop (idempotent)."""
+        if not self._closed:
+            self._closed = True
+            if not self.loop.is_closed():
+                self.loop.shutdown()
+
+    @property
+    def tape(self) -> Tape:
+        return self.choices.tape.since(self._tape_start)
+
+    # -- entities ---------------------------------------------------------------------------------
+
+    def proc_alive(self, name: str) -> bool:
+        return name in self.run.live_processes
+
+    @property
+    def live_procs(self) -> list[int]:
+        live = set(self.run.live_processes)
+        return [i for i, name in enumerate(self.procs) if name in live]
+
+    def usable_objs(self) -> list[int]:
+        """Object slots holding an object whose process is alive."""
+        return [i for i, o in enumerate(self.objs)
+                if o is not None and self.proc_alive(self.procs[self.obj_procs[i]])]
+
+    def known_tasks(self) -> list[int]:
+        return [i for i, t in enumerate(self.tasks) if t is not None]
+
+    def open_clients(self) -> list[int]:
+        return [i for i, c in enumerate(self.clients) if c is not None and self.client_open(c)]
+
+    def client_open(self, client: ClientRef) -> bool:
+        return not client.ended and self.proc_alive(client.process)
+
+
+async def execute(session: Session, step: dict[str, Any]) -> None:
+    """Execute one program step on the session's run (inside its loop).
+
+    Results get their slots when the step is launched, in program order: every ``create``,
+    ``lookup`` and ``reload`` appends one slot to ``objs`` (``create`` one to ``tasks`` too), every
+    ``attach`` one to ``clients``, so the numbering never depends on the schedule or on what the
+    implementation returned. A slot stays None if its operation returned nothing; a step naming
+    such a slot does nothing. In a concurrent group an operation whose process crashed before the
+    operation began (the scheduler ran a crash of the same group first) does nothing either: that
+    is one of the interleavings.
+    """
+    if step["op"] == "concurrently":
+        launched = [(sub, _reserve(session, sub)) for sub in step["steps"]]
+        await session.run.concurrently(*(_perform(session, sub, slot, True) for sub, slot in launched))
+    else:
+        await _perform(session, step, _reserve(session, step), False)
+
+
+def _reserve(s: Session, step: dict[str, Any]) -> int | None:
+    op = step["op"]
+    if op in ("create", "lookup", "reload"):
+        s.objs.append(None)
+        s.obj_procs.append(step.get("process", 0))
+        if op == "create":
+            s.tasks.append(None)
+            s.task_slot_of[len(s.objs) - 1] = len(s.tasks) - 1
+        return len(s.objs) - 1
+    if op == "attach":
+        s.clients.append(None)
+        return len(s.clients) - 1
+    if op == "concurrently":
+        raise ValueError("concurrent groups do not nest")
+    return None
+
+
+async def _perform(s: Session, step: dict[str, Any], slot: int | None, grouped: bool) -> None:
+    run = s.run
+    op = step["op"]
+    if op in GATE_OPS:
+        task = s.tasks[step["task"]]
+        if task is not None:
+            getattr(run, op)(task)
+        return
+    if op == "crash":
+        run.crash(s.procs[step["process"]])
+        return
+    if op == "restart":
+        s.procs.append(run.restart(s.procs[step["process"]]))
+        return
+    if op == "spawn":
+        s.procs.append(run.spawn())
+        return
+    if op == "detach":
+        client = s.clients[step["client"]]
+        if client is not None and not (grouped and not s.proc_alive(client.process)):
+            await run.detach(client)
+        return
+    proc = s.procs[step.get("process", 0)]
+    if grouped and not s.proc_alive(proc):
+        return
+    if op == "create":
+        ref = await run.create(proc)
+        s.objs[slot] = ref
+        if ref is not None:
+            s.tasks[s.task_slot_of[slot]] = ref.task
+    elif op == "start":
+        via = s.objs[step["obj"]]
+        if via is not None:
+            await run.start(via, proc)
+    elif op in ("lookup", "reload"):
+        task = s.tasks[step["task"]]
+        if task is not None:
+            s.objs[slot] = await getattr(run, op)(task, proc)
+    elif op == "attach":
+        via = s.objs[step["obj"]]
+        if via is not None:
+            s.clients[slot] = await run.attach(via, proc)
+    else:
+        raise ValueError(f"unknown program step {step!r}")
+
+
+def run_program(adapter: Adapter, program: list[dict[str, Any]], choices: ChoiceSource | None = None, *,
+                max_steps: int = DEFAULT_MAX_STEPS, max_virtual_time: float = DEFAULT_MAX_VIRTUAL_TIME,
+                record_trace: bool = False) -> Outcome:
+    """Execute `program` step by step on one session, settle, and check every clause."""
+    validate_program(program)
+    session = Session(adapter, choices, max_steps=max_steps, max_virtual_time=max_virtual_time,
+                      record_trace=record_trace)
+    try:
+        for step in program:
+            if not session.step(step):
+                break
+        return session.finish()
+    finally:
+        session.close()
+
+
+_FLUSH: dict[tuple[str, ...], list[str]] = {}
+
+
+def _tables(adapter: Adapter) -> list[str]:
+    from django.apps import apps
+
+    from harness.django_setup import PROBE_APP
+
+    names = {*adapter.installed_apps, PROBE_APP}
+    tables: list[str] = []
+    for config in apps.get_app_configs():
+        if config.name in names:
+            tables.extend(m._meta.db_table for m in config.get_models() if m._meta.managed)
+    return sorted(tables)
+
+
+def _flush(tables: tuple[str, ...]) -> None:
+    from django.core.management.color import no_style
+    from django.db import connection, transaction
+
+    statements = _FLUSH.get(tables)
+    if statements is None:
+        existing = set(connection.introspection.table_names())
+        present = [t for t in tables if t in existing]
+        statements = list(connection.ops.sql_flush(no_style(), present, reset_sequences=True))
+        _FLUSH[tables] = statements
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        for sql in statements:
+            cursor.execute(sql)
+
+
+def reset_database(adapter: Adapter) -> None:
+    """Empty the probe's and the implementation's tables and restart their primary keys at 1.
+
+    Every example starts from the same database, so primary keys (which the implementation may
+    put in what it stores, e.g. an error message) are the same when the example is replayed, and
+    nothing an earlier example stored (events, claims) can leak into the next one.
+    """
+    from harness.offload import run_on_worker
+
+    run_on_worker(_flush, tuple(_tables(adapter)))
+
+
+def iter_ops(program: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Every leaf operation of `program`, concurrent groups flattened, in program order."""
+    for step in program:
+        if step["op"] == "concurrently":
+            yield from iter_ops(step["steps"])
+        else:
+            yield step
+
+
+def op_count(program: list[dict[str, Any]]) -> int:
+    """How many operations `program` performs (a concurrent group counts its members)."""
+    return sum(1 for _ in iter_ops(program))
+
+
+def validate_program(program: Any) -> None:
+    """Raise ValueError unless `program` is a list of well-formed steps."""
+    if not isinstance(program, list):
+        raise ValueError(f"a program is a list of steps, not {type(program).__name__}")
+    for step in program:
+        if not isinstance(step, dict) or step.get("op") not in OPS:
+            raise ValueError(f"not a program step: {step!r}")
+        if step["op"] == "concurrently":
+            validate_program(step.get("steps"))
