@@ -178,6 +178,7 @@ def test_unknown_names_are_refused(sut_adapter):
 # -- the acceptance run ----------------------------------------------------------------------------
 
 
+@pytest.mark.acceptance
 @pytest.mark.timeout(3600)
 def test_ci_profile_verdicts(sut_adapter):
     """ci against upstream finds S1, S2, S3, S4 across two processes, S6 and S7, each shrunk to at
