@@ -447,6 +447,9 @@ class Outcome:
     virtual_time: float
     stacks: RunStacks | None = None
     """Where the implementation created objects, started runs and touched client queues."""
+    cut_short: str | None = None
+    """Why the run ended early, if it did: the scheduler's report of a bound or a hang, with the
+    stack of every coroutine still waiting (the history's RunEnd says which clients waited)."""
 
     def __post_init__(self) -> None:
         if self.stacks is None:
@@ -500,4 +503,5 @@ def run_scenario(adapter: Adapter, scenario: Scenario, choices: ChoiceSource, *,
             raise error
     history = recorder.history()
     return Outcome(history, check_all(history), result.tape, result.steps, result.virtual_time,
-                   holder["run"].stacks if "run" in holder else None)
+                   holder["run"].stacks if "run" in holder else None,
+                   None if error is None else str(error))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,18 @@ def test_the_public_api_is_importable_and_listed():
     assert missing == []
     assert issubclass(harness.HistoryError, harness.StreamspecError)
     assert issubclass(harness.AdapterError, harness.StreamspecError)
+
+
+def test_a_hang_is_a_reported_result_with_the_waiting_stacks(scenario_runner):
+    """A scenario that waits for something that never happens ends as a hang, not a stuck test."""
+
+    async def wait_forever(run):
+        created = await run.create()
+        await run.attach(created)
+        await asyncio.get_running_loop().create_future()  # nothing will ever resolve it
+
+    outcome = scenario_runner(wait_forever)
+    # A hang, or the virtual-time bound where the implementation keeps polling: never stuck.
+    assert outcome.history.run_end.reason in ("hang", "bound")
+    assert outcome.history.run_end.waiting == ["c1"]
+    assert outcome.cut_short is not None and 'File "' in outcome.cut_short  # the waiting stacks
