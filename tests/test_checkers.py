@@ -805,3 +805,26 @@ def test_a_joiner_while_the_implementation_records_a_failure_may_first_get_the_l
     result = verdict("S5", s.end())
     assert result.verdict is Verdict.FAIL
     assert "its first event was 1 (progress), not the final state" in result.violations[0].explanation
+
+
+@pytest.mark.parametrize("seen", [False, True])
+def test_a_failure_that_died_unseen_with_its_process_is_an_interrupted_run(seen):
+    """process() raised, and its process crashed before storing the failure. Unless a client had
+    seen the error, that failure never happened for the outside world: a new process may resume
+    the task (S4, S6 pass); once a client saw it, the failure must be stored and not re-run."""
+    s = Scenario()
+    started(s, clients=("c1",))
+    s.broadcast("T1", "start", to=["c1"])
+    s.exit("T1", "obj1", "error")
+    if seen:
+        s.deliver("c1", "T1", None, "error")
+    s.crash("p0", clients=[] if seen else ["c1"])
+    s.restart("p1", replaces="p0")
+    with s.on("p1"):
+        s.enter("T1", "obj2")
+        s.exit("T1", "obj2")
+        s.snapshot(persisted={"T1": row("running", last=1)}, buffers={})
+    history = s.end()
+    expected = Verdict.FAIL if seen else Verdict.PASS
+    assert verdict("S4", history).verdict is expected
+    assert verdict("S6", history).verdict is expected

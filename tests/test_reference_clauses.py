@@ -27,6 +27,13 @@ def clean_coordinator():
     coordinator.__init__()
 
 
+async def sent_start(task) -> None:
+    """Until the task's first event (``start``) went out: it is logged before clients see it."""
+    async with asyncio.timeout(2):
+        while task._latest_data is None:
+            await asyncio.sleep(0.002)
+
+
 async def wait_idle() -> None:
     async with asyncio.timeout(2):
         await coordinator.join()
@@ -122,7 +129,7 @@ async def test_instances_created_by_init_do_not_wipe_runtime_state():
     queue: asyncio.Queue = asyncio.Queue()
     await task.add_client(queue)
     await coordinator.start_task(task)
-    await asyncio.sleep(0.01)
+    await sent_start(task)
     reloaded = await SignalTask.objects.aget(pk=task.pk)  # Django's __init__ runs again
     assert reloaded._clients == task._clients == frozenset({queue})
     assert reloaded._latest_data is task._latest_data is not None
@@ -138,7 +145,7 @@ async def s3_problems() -> list[str]:
     problems = []
     task = await SignalTask.objects.acreate()
     await coordinator.start_task(task)
-    await asyncio.sleep(0.01)
+    await sent_start(task)
     joiners: list[tuple[int, asyncio.Queue]] = []
     for n in range(1, 6):
         await task.send_event("tick", {"n": n})
@@ -179,7 +186,7 @@ async def test_s3_probe_fails_without_replay(monkeypatch):
 async def test_s3_resume_skips_what_the_client_has():
     task = await SignalTask.objects.acreate()
     await coordinator.start_task(task)
-    await asyncio.sleep(0.01)
+    await sent_start(task)
     await task.send_event("tick", {})
     latest = task._latest_data["id"]
     has_it: asyncio.Queue = asyncio.Queue()
@@ -379,7 +386,7 @@ async def s8_slow_reader_problems() -> list[str]:
     for queue in (slow, full, reader):
         await task.add_client(queue)
     await coordinator.start_task(task)
-    await asyncio.sleep(0.01)
+    await sent_start(task)
     for n in range(20):
         await task.send_event("tick", {"n": n})
         reader.get_nowait()

@@ -627,7 +627,10 @@ async def _drive(app: Any, path: str, disconnect: asyncio.Event, sent: list[dict
 async def test_asgi_disconnect_frees_the_slot_and_detaches(
     front_end: tuple[Any, Any], coordinator_idle: None
 ) -> None:
+    import django
+
     from reference_impl.streaming.coordinator import coordinator
+    from reference_impl.streaming.server import app as server_app
 
     app, limiter = front_end
     open_before = limiter.open
@@ -640,11 +643,16 @@ async def test_asgi_disconnect_frees_the_slot_and_detaches(
         assert sent[0]["status"] == 200
         assert (limiter.open, coordinator.resources()["clients"]) == (open_before + 1, 1)
         disconnect.set()
+        if app is not server_app and django.VERSION < (5, 0):
+            # Django before 5.0 does not watch for a disconnect while it streams a response (see
+            # README): the slot and the client are freed when the stream ends, not before.
+            await SignalTask.release(task.pk)
         async with asyncio.timeout(5.0):
             await request
-        # The task runs on (it has not finished); the stream's slot and client are gone.
+        # The stream's slot and client are gone (the task runs on where Django noticed at once).
         assert (limiter.open, coordinator.resources()["clients"]) == (open_before, 0)
-        assert coordinator.resources()["tasks"] == 1
+        if app is server_app or django.VERSION >= (5, 0):
+            assert coordinator.resources()["tasks"] == 1
     finally:
         request.cancel()
         await SignalTask.release(task.pk)

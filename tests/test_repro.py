@@ -11,6 +11,7 @@ import ast
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -56,6 +57,14 @@ ORPHAN = [  # issue #1: a client attached through a fresh load of a running task
 ]
 
 
+def _parse(text: str) -> ast.Module:
+    """ast.parse on a thread of its own: CPython 3.11 before 3.11.8 may raise "AST constructor
+    recursion depth mismatch" when the calling thread's recursion count was disturbed by a
+    tracer (coverage) or an earlier deep recursion; a fresh thread starts from zero."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(ast.parse, text).result()
+
+
 def _env(package: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
@@ -92,7 +101,7 @@ def test_every_op_becomes_plain_code():
 @pytest.mark.parametrize("clause", ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S7.2", "S8", "S8.2"])
 def test_script_keeps_only_its_judge_and_imports_no_streamspec(clause):
     text = render(ScriptInfo(clause, "lib 1.0", "streaming", RACE))
-    tree = ast.parse(text)
+    tree = _parse(text)
     judges = [n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("judge_")]
     assert judges == [f"judge_{clause.replace('.', '_')}"]
     imported = {

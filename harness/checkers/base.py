@@ -167,3 +167,18 @@ def describe_via(history: History, a: Attachment) -> str:
         return ""
     origin = history.origin(a.via)
     return f" via {a.via}" + (f" from {origin.op} {origin.op_id}" if origin else "")
+
+
+def finish_lost_in_crash(history: History, finish: Any) -> int | None:
+    """The crash that took a task's finish with it, if one did: the process that finished the task
+    crashed before any client had received the terminal event. To the outside world the task was
+    then interrupted, not finished: its outcome need not be stored, and a process may resume it
+    (S7 counts the resumptions). Returns the crash's index, or None."""
+    crash = history.crash_index(history[finish.index].process)
+    if crash is None or crash < finish.index:
+        return None
+    seen = any(
+        finish.is_terminal_delivery(d) and d.index < crash
+        for a in history.attachments(finish.task) for d in a.task_deliveries()
+    )
+    return None if seen else crash

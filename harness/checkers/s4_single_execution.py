@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.checkers.base import ClauseResult, Judge
+from harness.checkers.base import ClauseResult, Judge, finish_lost_in_crash
 from harness.history import History, Run
 
 CLAUSE_ID = "S4"
@@ -30,6 +30,12 @@ def check(history: History) -> ClauseResult:
                     )
             # One report per late run, against the first finish it came after.
             done = next((o for o in earlier if o.finished and not o.active_at(run.start)), None)
+            finish = history.finish(task)
+            if (
+                done is not None and finish is not None and done.end is not None
+                and finish.index <= done.end and finish_lost_in_crash(history, finish) is not None
+            ):
+                done = None  # that finish died with its process unseen: resuming is allowed (S7)
             if done is not None:
                 judge.fail(
                     f"{task} ran process() again on {_name(run)} after it had finished "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.checkers.base import ClauseResult, Judge
+from harness.checkers.base import ClauseResult, Judge, finish_lost_in_crash
 from harness.history import FINAL_STATE, TERMINAL_EVENT_TYPES, Attachment, Finish, History
 
 CLAUSE_ID = "S5"
@@ -80,6 +80,11 @@ def check(history: History) -> ClauseResult:
             _check_client(judge, history, a, finish)
         if finish.outcome != "ok":
             continue  # a failed task's row and re-runs are S6's
+        lost = finish_lost_in_crash(history, finish)
+        if lost is not None:
+            judge.note(f"{task}'s completion at #{finish.index} died with its process (crash #{lost}) "
+                       "before any client saw it: an interrupted run, judged by S7")
+            continue
         for run in history.runs(task):
             if run.start > finish.index:
                 judge.fail(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.checkers.base import ClauseResult, Judge
+from harness.checkers.base import ClauseResult, Judge, finish_lost_in_crash
 from harness.history import History
 
 CLAUSE_ID = "S6"
@@ -18,6 +18,11 @@ def check(history: History) -> ClauseResult:
             continue
         judge.saw("failed tasks")
         failed = f"{task} failed at #{finish.index}"
+        lost = finish_lost_in_crash(history, finish)
+        if lost is not None:
+            judge.note(f"{task}'s failure at #{finish.index} died with its process (crash #{lost}) "
+                       "before any client saw it: an interrupted run, judged by S7")
+            continue
 
         found = history.persisted(task, after=finish.index)
         if found is None:

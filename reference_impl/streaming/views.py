@@ -7,16 +7,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from django.views.decorators.http import require_GET, require_http_methods
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, StreamingHttpResponse
 
 from .streams import Response, StreamError, StreamLimiter, open_stream
 
 limiter = StreamLimiter()
 
 
-@require_GET
+# Methods are checked by hand: Django's require_http_methods only wraps async views from 5.0 on.
+
+
 async def stream_view(request: HttpRequest, app_name: str, model_name: str, task_id: str) -> HttpResponse:
+    if request.method != "GET":
+        return HttpResponseNotAllowed(["GET"])
     try:
         response = await open_stream(
             app_name, model_name, task_id, request.headers.get("Last-Event-ID"), limiter=limiter
@@ -38,6 +41,7 @@ async def _closing(response: Response) -> AsyncIterator[bytes]:
         await response.aclose()
 
 
-@require_http_methods(["GET", "HEAD"])
 async def health_view(request: HttpRequest) -> HttpResponse:
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET", "HEAD"])
     return HttpResponse("OK", content_type="text/plain")
