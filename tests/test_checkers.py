@@ -828,3 +828,14 @@ def test_a_failure_that_died_unseen_with_its_process_is_an_interrupted_run(seen)
     expected = Verdict.FAIL if seen else Verdict.PASS
     assert verdict("S4", history).verdict is expected
     assert verdict("S6", history).verdict is expected
+
+
+def test_a_client_that_leaves_while_the_error_is_on_its_way_is_not_owed_it():
+    s = Scenario()
+    started(s, clients=("c1", "c2"))
+    s.exit("T1", "obj1", "error")
+    s.detach("c1")
+    s.deliver("c2", "T1", None, "error")
+    s.end_stream("c2")
+    s.snapshot(persisted={"T1": row("failed", error="boom")}, buffers={})
+    assert verdict("S6", s.end()).verdict is Verdict.PASS

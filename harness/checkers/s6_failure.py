@@ -38,7 +38,9 @@ def check(history: History) -> ClauseResult:
                 )
 
         for a in history.attachments(task):
-            if a.left_at is not None and a.left_at < finish.index:
+            if a.left_at is not None:
+                # It left (detached, dropped, or its process died): an error still on its way
+                # then is not owed, as for S5. Clients that stay are owed it.
                 continue
             judge.saw("clients owed the error")
             timing = "joined after" if a.joined_from > finish.index else "was connected when"
