@@ -184,10 +184,16 @@ class SSEReader:
     async def next(self, timeout: float | None = None) -> ServerSentEvent:
         """The next event; AssertionError if the stream ended, TimeoutError if none came in time."""
         async with asyncio.timeout(self.timeout if timeout is None else timeout):
-            try:
-                return await anext(self._events)
-            except StopAsyncIteration:
-                raise AssertionError("the stream ended before the expected event") from None
+            while True:
+                try:
+                    event = await anext(self._events)
+                except StopAsyncIteration:
+                    raise AssertionError("the stream ended before the expected event") from None
+                # httpx-sse dispatches a data-less "message" when a comment block (the server's
+                # keep-alive) follows an event that had an id; the SSE spec dispatches nothing
+                # then, and the server never sends such an event itself.
+                if not (event.event == "message" and event.data == ""):
+                    return event
 
     async def take(self, count: int, timeout: float | None = None) -> list[ServerSentEvent]:
         return [await self.next(timeout) for _ in range(count)]
