@@ -168,3 +168,125 @@ async def test_without_the_event_log_nothing_is_written_per_event():
         await coordinator.join()
     assert ended and len(events) == 5
     assert await relay.latest(("example.exampletask", task.pk)) is None
+
+
+# -- what the relay has not read yet ---------------------------------------------------------------
+# The relay reads the log once per poll. These tests poll rarely (10 s), so within a test the relay
+# never reads: whatever the client gets beyond the first replay comes from the fix under test.
+
+SLOW_RELAY = {**FAST, "STREAMING_POLL_SECONDS": 10.0, "STREAMING_LEASE_SECONDS": 60.0}
+
+
+async def joiner_of_a_relayed_task_first_event() -> int:
+    """The id of the first event a second client in p1 gets, joining after p0 logged event 2."""
+    p0, p1 = TaskCoordinator("p0"), TaskCoordinator("p1")
+    task = await SignalTask.objects.acreate()
+    await in_process(p0, lambda: p0.start_task(task))
+    async with asyncio.timeout(2):
+        while await relay.latest(task.stream_key) is None:
+            await asyncio.sleep(0.01)
+    first, second = asyncio.Queue(), asyncio.Queue()
+    reloaded = await SignalTask.objects.aget(pk=task.pk)
+    await in_process(p1, lambda: reloaded.add_client(first))  # relayed from now on: start (1)
+    await in_process(p0, lambda: task.send_event("tick", {"n": 1}))  # logged as 2, relay asleep
+    await in_process(p1, lambda: reloaded.add_client(second))
+    got = second.get_nowait()
+    await SignalTask.release(task.pk)
+    for queue in (first, second):
+        await drain(queue)
+    await p0.shutdown()
+    await p1.shutdown()
+    return got["id"]
+
+
+@pytest.mark.clause("S3")
+async def test_a_joiner_of_a_task_running_elsewhere_first_gets_its_latest_logged_event():
+    with override_settings(**SLOW_RELAY):
+        assert await joiner_of_a_relayed_task_first_event() == 2
+
+
+@pytest.mark.clause("S3")
+async def test_relayed_joiner_probe_fails_without_the_catch_up(monkeypatch):
+    async def no_catch_up(self, key, channel):
+        return False
+
+    monkeypatch.setattr(TaskCoordinator, "_catch_up", no_catch_up)
+    with override_settings(**SLOW_RELAY):
+        assert await joiner_of_a_relayed_task_first_event() == 1  # the relay's stale latest
+
+
+async def ids_seen_across_a_takeover() -> list[int]:
+    """A client in p1 relayed up to event 2; the owner logs 3 and 4, dies; p1 takes the task over."""
+    task = await ExampleTask.objects.acreate(message="taken over")
+    key = task.stream_key
+    await ExampleTask.objects.filter(pk=task.pk).aupdate(
+        status="running", owner="p0:dead", lease_expires_at=timezone.now() + timedelta(seconds=60)
+    )
+    for seq in (1, 2):
+        await relay.append(key, relay.Event("progress", {"step": seq}, "t", seq))
+    p1 = TaskCoordinator("p1")
+    client: asyncio.Queue = asyncio.Queue()
+    reloaded = await ExampleTask.objects.aget(pk=task.pk)
+    await in_process(p1, lambda: reloaded.add_client(client))  # follows p0: gets 2
+    for seq in (3, 4):  # p0 went on, then died; the relay is asleep
+        await relay.append(key, relay.Event("progress", {"step": seq}, "t", seq))
+    expired = timezone.now() - timedelta(seconds=1)
+    await ExampleTask.objects.filter(pk=task.pk).aupdate(lease_expires_at=expired)
+    await in_process(p1, lambda: p1.get_task_instance(APP, "ExampleTask", task.pk))  # takes it over
+    events, ended = await drain(client)
+    await settle(p1)
+    assert ended
+    return [e["id"] for e in events]
+
+
+@pytest.mark.clause("S2")
+async def test_a_process_taking_a_task_over_first_delivers_what_its_clients_missed():
+    with override_settings(**SLOW_RELAY):
+        ids = await ids_seen_across_a_takeover()
+    assert ids[:3] == [2, 3, 4] and gaps([{"id": i} for i in ids]) == []
+
+
+@pytest.mark.clause("S2")
+async def test_takeover_probe_fails_when_only_the_latest_logged_event_is_read(monkeypatch):
+    async def only_the_latest(key, seq):
+        last = await relay.latest(key)
+        return [] if last is None or last["id"] <= seq else [last]
+
+    monkeypatch.setattr(relay, "after", only_the_latest)
+    with override_settings(**SLOW_RELAY):
+        ids = await ids_seen_across_a_takeover()
+    assert ids[:2] == [2, 4]  # event 3 never reached the client
+
+
+@pytest.mark.clause("S5")
+async def test_a_resumer_that_has_the_terminal_event_gets_204_while_the_outcome_is_stored(monkeypatch):
+    """Between the terminal event and the stored outcome the task still runs here; a reconnecting
+    client that already has that event must be told to stop, not kept waiting for nothing."""
+    from reference_impl.streaming.streams import StreamLimiter, open_stream
+
+    storing, done = asyncio.Event(), asyncio.Event()
+    original = SignalTask.mark_completed
+
+    async def slow_mark_completed(self, *args, **kwargs):
+        storing.set()
+        await done.wait()
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SignalTask, "mark_completed", slow_mark_completed)
+    coordinator = TaskCoordinator("server")
+    task = await SignalTask.objects.acreate()
+    await in_process(coordinator, lambda: coordinator.start_task(task))
+    await SignalTask.release(task.pk)
+    async with asyncio.timeout(2):
+        await storing.wait()
+    terminal = coordinator.channel_of(task).ended
+    assert coordinator.is_task_running(APP, "SignalTask", task.pk) and terminal is not None
+
+    async def reconnect():
+        return await open_stream(APP, "SignalTask", str(task.pk), str(terminal["id"]),
+                                 limiter=StreamLimiter(10), coordinator=coordinator)
+
+    response = await in_process(coordinator, reconnect)
+    done.set()
+    await settle(coordinator)
+    assert response.status == 204

@@ -242,14 +242,21 @@ class TaskCoordinator:
         stored now, and the task does not run again (False)."""
         if not streaming_settings().event_log:
             return True
-        last = await relay.latest(key)
-        if last is None:
+        if channel.seq:
+            # This channel relayed the log up to `seq` to its clients: they are owed the rest (S2).
+            missed = await relay.after(key, channel.seq)
+        else:
+            last = await relay.latest(key)
+            missed = [] if last is None else [last]
+        if not missed:
             return True
-        if last["id"] > channel.seq:
-            channel.seq = last["id"]
+        last = missed[-1]
+        for event in missed:
+            if event["id"] > channel.seq and not event.is_terminal:
+                channel.seq = event["id"]
+                channel.publish(event)
+        channel.seq = max(channel.seq, last["id"])
         if not last.is_terminal:
-            if channel.latest is None:
-                channel.publish(last)
             return True
         task.last_event = dict(last)
         task.owner, task.lease_expires_at = "", None
@@ -404,6 +411,19 @@ class TaskCoordinator:
     async def attach(self, task: StreamTask, queue: asyncio.Queue, last_event_id: int | None = None) -> None:
         key = task.stream_key
         channel = self._channel(key)
+        if channel.follower is not None and not channel.running and queue not in channel.clients:
+            # The relay reads the log once per poll: what it has not read yet was sent before this
+            # join, and the joiner's first event must be the latest of them (S3), or the end (S5).
+            await self._catch_up(key, channel)
+            if channel.closed:
+                terminal = channel.latest
+                if terminal is not None and (
+                    last_event_id is None or terminal["id"] is None or terminal["id"] > last_event_id
+                ):
+                    queue.put_nowait(terminal)
+                return
+            if self._channels.get(key) is not channel:  # its clients left and it was forgotten
+                return await self.attach(task, queue, last_event_id)
         channel.attach(queue, last_event_id)
         if channel.running or channel.follower is not None or channel.latest is not None:
             return
@@ -446,17 +466,11 @@ class TaskCoordinator:
                 await asyncio.sleep(interval)
                 if channel.running or channel.closed or not channel.clients:
                     return
-                events = await relay.after(key, channel.seq)
+                relayed = await self._catch_up(key, channel)
                 if channel.running or channel.closed:
-                    return  # started here meanwhile: the local run numbers and delivers from now on
+                    return  # ended, or started here meanwhile: the local run delivers from now on
                 # A quiet task is read less and less often (up to 8 polls apart), a busy one at once.
-                interval = poll if events else min(interval * 2, poll * RELAY_BACKOFF)
-                for event in events:
-                    channel.seq = event["id"]
-                    if event.is_terminal:
-                        self._end(channel, event)
-                        return
-                    channel.publish(event)
+                interval = poll if relayed else min(interval * 2, poll * RELAY_BACKOFF)
                 row = await model._default_manager.filter(pk=key[1]).afirst()
                 if channel.running or channel.closed:
                     return
@@ -473,6 +487,22 @@ class TaskCoordinator:
             channel.follower = None
             if (channel.closed or channel.idle) and self._channels.get(key) is channel:
                 del self._channels[key]
+
+    async def _catch_up(self, key: Key, channel: TaskChannel) -> bool:
+        """Relay the logged events this channel has not delivered yet, in order, each once (the
+        relay and joiners may read the log concurrently). Whether there were any."""
+        events = await relay.after(key, channel.seq)
+        for event in events:
+            if channel.running or channel.closed:
+                break  # started here (the local run delivers from now on), or ended
+            if event["id"] <= channel.seq:
+                continue  # another reader of the log delivered it meanwhile
+            channel.seq = event["id"]
+            if event.is_terminal:
+                self._end(channel, event)
+                break
+            channel.publish(event)
+        return bool(events)
 
     def detach(self, task: StreamTask, queue: asyncio.Queue) -> None:
         key = task.stream_key

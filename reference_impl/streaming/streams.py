@@ -161,6 +161,12 @@ async def open_stream(
             raise StreamError(404, "Task not found")
         if task.is_finished and not coordinator.is_task_running(app_name, model_name, task_id):
             return _finished(task, resuming, resume_after)
+        channel = coordinator.channel_of(task)
+        ended = channel.ended if channel is not None else None
+        if resuming and ended is not None and _has(ended, resume_after):
+            # The task is storing its outcome: the row does not say finished yet, but this client
+            # already has the terminal event, and nothing will follow it.
+            return Response(204, {})
         queue: asyncio.Queue = asyncio.Queue(maxsize=streaming_settings().client_buffer)
         await task.add_client(queue, resume_after)
         streaming = True
@@ -170,13 +176,18 @@ async def open_stream(
             limiter.release()
 
 
+def _has(event: dict[str, Any], resume_after: int | None) -> bool:
+    """Whether a client that saw event `resume_after` already has `event`."""
+    return resume_after is not None and event.get("id") is not None and event["id"] <= resume_after
+
+
 def _finished(task: StreamTask, resuming: bool, resume_after: int | None) -> Response:
     if not resuming:
         body = json.dumps(final_state(task), cls=DjangoJSONEncoder).encode()
         return Response(200, {"Content-Type": "application/json"}, body)
     # An SSE client reconnecting: hand it the terminal event it missed, or tell it to stop (204).
     last = task.last_event or {}
-    if resume_after is not None and last.get("id") is not None and last["id"] <= resume_after:
+    if _has(last, resume_after):
         return Response(204, {})
     terminal = Event(last.get("type", "complete"), last.get("data", final_state(task)),
                      last.get("timestamp"), last.get("id"))
