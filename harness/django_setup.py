@@ -34,6 +34,12 @@ def database_settings(url: str | None) -> dict[str, Any]:
     return config
 
 
+_HARNESS_OWNED = frozenset({
+    "INSTALLED_APPS", "DATABASES", "STREAMSPEC_TASK_BASE", "USE_TZ", "TIME_ZONE", "DEFAULT_AUTO_FIELD",
+    "SECRET_KEY", "ALLOWED_HOSTS", "LOGGING",
+})
+
+
 def configure(adapter: Adapter, database_url: str | None = None) -> None:
     """Configure and set up Django for `adapter`, and create the tables (idempotent per process)."""
     import django
@@ -57,6 +63,9 @@ def configure(adapter: Adapter, database_url: str | None = None) -> None:
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
         SECRET_KEY="streamspec-harness",
         ALLOWED_HOSTS=["127.0.0.1", "localhost", "[::1]"],
+        # Settings the adapter asks for (e.g. a small client buffer, so overflow is reachable in a
+        # few steps); the harness's own come after and win.
+        **{k: v for k, v in getattr(adapter, "django_settings", {}).items() if k not in _HARNESS_OWNED},
         LOGGING={
             "version": 1,
             "disable_existing_loggers": False,

@@ -32,7 +32,7 @@ HARNESS = "harness"
 
 OPS = frozenset(
     {
-        "create", "start", "lookup", "reload", "attach", "detach",
+        "create", "start", "lookup", "reload", "attach", "detach", "stall",
         "release", "finish_ok", "finish_fail", "crash", "restart",
     }
 )
@@ -223,12 +223,14 @@ class PersistedTask:
 class Snapshot(Record):
     """What the adapter reported at a checkpoint: resource counts of this process's coordinator
     (any names: entries, locks, loads, client queues...; all should reach zero, S8), the persisted
-    rows it can see, and undelivered events per client (None: not reported)."""
+    rows it can see, undelivered events per client (None: not reported), and the bound the
+    implementation documents for them under the run's settings (None: none, S8.2's own applies)."""
 
     kind: ClassVar[str] = "snapshot"
     resources: dict[str, int] = field(default_factory=dict)
     persisted: dict[str, PersistedTask] = field(default_factory=dict)
     buffers: dict[str, int] | None = None
+    buffer_limit: int | None = None
 
     @classmethod
     def _decode(cls, data: dict[str, Any]) -> dict[str, Any]:
@@ -414,11 +416,20 @@ class History:
     HistoryError; the derived views are computed once, since checkers ask for them repeatedly.
     """
 
-    def __init__(self, records: Sequence[Record], version: int = VERSION) -> None:
+    def __init__(
+        self, records: Sequence[Record], version: int = VERSION, *, bracketed_sends: bool | None = None
+    ) -> None:
         if version != VERSION:
             raise HistoryError(f"unsupported history version {version} (this code reads {VERSION})")
         self.version = version
         self.records: tuple[Record, ...] = tuple(records)
+        # Whether the recorder writes a `Sent` when each `send_event` returns. It must be said, not
+        # guessed from the records: in a run where no send returned (its process crashed in every
+        # one) there is no `Sent` at all, yet no send completed. None: guessed, for documents
+        # written before it was said.
+        self.bracketed_sends: bool = (
+            any(isinstance(r, Sent) for r in self.records) if bracketed_sends is None else bracketed_sends
+        )
         self._validate()
         self._index()
 
@@ -536,7 +547,8 @@ class History:
     # -- serialisation --
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "version": self.version, "records": [r.to_dict() for r in self.records]}
+        return {"format": FORMAT, "version": self.version, "bracketed_sends": self.bracketed_sends,
+                "records": [r.to_dict() for r in self.records]}
 
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
@@ -545,7 +557,8 @@ class History:
     def from_dict(cls, data: dict[str, Any]) -> History:
         if data.get("format") != FORMAT:
             raise HistoryError(f"not a {FORMAT} document (format={data.get('format')!r})")
-        return cls([record_from_dict(r) for r in data["records"]], version=data.get("version", -1))
+        return cls([record_from_dict(r) for r in data["records"]], version=data.get("version", -1),
+                   bracketed_sends=data.get("bracketed_sends"))
 
     @classmethod
     def from_json(cls, text: str) -> History:
@@ -563,7 +576,9 @@ class History:
         return self.records[index]
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, History) and (self.version, self.records) == (other.version, other.records)
+        return isinstance(other, History) and (self.version, self.bracketed_sends, self.records) == (
+            other.version, other.bracketed_sends, other.records
+        )
 
     __hash__ = None  # type: ignore[assignment]  # mutable-looking container: compare, don't hash
 
@@ -627,12 +642,12 @@ class History:
 
     def sent_by(self, send: Send) -> int:
         """Index by which `send` had completed: its `Sent` record, or the `Send` itself in a
-        history that records sends as instantaneous. A send cut short (no `Sent` although others
-        have one) never completed: the index is past the end."""
+        history that records sends as instantaneous. In a history with bracketed sends, a send
+        without `Sent` (cut short, or its process crashed) never completed: the index is past the end."""
         done = self._sent.get((send.task, send.seq))
         if done is not None:
             return done
-        return send.index if not self._sent else len(self.records)
+        return len(self.records) if self.bracketed_sends else send.index
 
     def latest_completed_send_before(self, task: str, index: int) -> Send | None:
         """The last event of `task` whose send had completed strictly before record `index`."""

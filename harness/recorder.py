@@ -31,4 +31,5 @@ class Recorder:
         self.closed = True
 
     def history(self) -> History:
-        return History(list(self.records))
+        # The runner records a `Sent` when each probe `send_event` returns.
+        return History(list(self.records), bracketed_sends=True)

@@ -93,6 +93,10 @@ def steps_code(program: list[dict[str, Any]]) -> str:
             return f"c{counters['client']}", f"w.attach({proc(step)}, obj{step['obj'] + 1})", []
         if op == "detach":
             return "_", f"w.detach(c{step['client'] + 1})", []
+        if op == "stall":
+            return "_", f"w.stall(c{step['client'] + 1})", []
+        if op == "release" and step.get("count", 1) > 1:
+            return "_", f"w.release(T{step['task'] + 1}, {int(step['count'])})", []
         if op in ("release", "finish_ok", "finish_fail"):
             return "_", f"w.{op}(T{step['task'] + 1})", []
         if op == "crash":
@@ -150,6 +154,10 @@ class ScriptInfo:
     family: str | None = None
     extra_apps: list[str] = field(default_factory=list)
     tape: list[int] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+    """Django settings the adapter gave the implementation (the script configures the same)."""
+    buffer_limit: int | None = None
+    """The client buffer bound the implementation documented under those settings (S8.2)."""
 
 
 def render(info: ScriptInfo) -> str:
@@ -196,6 +204,8 @@ Steps:
             f"IMPLEMENTATION = {_py(info.implementation)}",
             f"DEFAULT_PACKAGE = {_py(info.package)}",
             f"EXTRA_APPS: list[str] = {_py(list(info.extra_apps))}",
+            f"EXTRA_SETTINGS: dict[str, Any] = {dict(info.settings)!r}",
+            f"BUFFER_LIMIT: int | None = {info.buffer_limit!r}",
             f"TAPE: list[int] = {_py(list(info.tape))}",
             f"SEEDS = range({RUN_SEEDS})",
             f"STEPS = {_py(steps)}",
@@ -259,6 +269,16 @@ def run_script(
     )
 
 
+def _buffer_limit(failure: Any) -> int | None:
+    """The documented client buffer bound the failing run's snapshots carried, if any."""
+    outcome = getattr(failure, "outcome", None)
+    if outcome is None:
+        return None
+    from harness.history import Snapshot
+
+    return next((s.buffer_limit for s in outcome.history.of_kind(Snapshot) if s.buffer_limit), None)
+
+
 def build(failure: Any, adapter: Any, folder: Path, *, search: int = SEARCH_SEEDS) -> Repro:
     """Write ``repro_<clause>.py`` for `failure` into `folder`, find its interleaving, confirm it."""
     versions = adapter.versions()
@@ -272,6 +292,8 @@ def build(failure: Any, adapter: Any, folder: Path, *, search: int = SEARCH_SEED
         seed=getattr(failure, "seed", None),
         family=getattr(failure, "family", None),
         extra_apps=list(getattr(adapter, "repro_extra_apps", ())),
+        settings=dict(getattr(adapter, "django_settings", {})),
+        buffer_limit=_buffer_limit(failure),
     )
     path = folder / script_name(failure.clause)
     path.write_text(render(info), encoding="utf-8")

@@ -134,6 +134,8 @@ class ClientRef:
     queue: asyncio.Queue = field(repr=False)
     consumer: asyncio.Task | None = field(default=None, repr=False)
     ended: bool = False
+    stalled: bool = False
+    """It stopped reading: what the implementation hands it waits in its queue."""
 
 
 @dataclass(eq=False)
@@ -262,9 +264,24 @@ class Run:
 
         await self._op("detach", client.task, {"client": client.token}, client.process, body)
 
-    def release(self, task: TaskRef) -> None:
-        """Let the probe send its next event."""
-        self._gate("release", task, SEND)
+    def stall(self, client: ClientRef) -> None:
+        """The client stops reading (a browser tab in the background, a stuck proxy) but stays
+        connected: what the implementation hands it waits in its queue (S8.2 bounds that). It reads
+        again once the run has settled and its buffers were measured."""
+        if client.ended or client.stalled:
+            return
+        op_id = self._invoke("stall", client.task, {"client": client.token}, client.process)
+        client.stalled = True
+        if client.consumer is not None:
+            client.consumer.cancel()  # a cancelled Queue.get() loses no item
+        self.recorder.add(Complete, client.process, op_id=op_id, status="ok")
+
+    def release(self, task: TaskRef, count: int = 1) -> None:
+        """Let the probe send its next event (its next `count` events, one after the other)."""
+        if count == 1:
+            self._gate("release", task, SEND)
+        else:
+            self._gate("release", task, SEND, times=count, count=count)
 
     def finish_ok(self, task: TaskRef) -> None:
         """Let the probe send ``complete`` and return."""
@@ -298,7 +315,8 @@ class Run:
                 opened[key] = max(active, opened.get(key, 0))
             pending = [
                 c.consumer for c in self._clients.values()
-                if c.consumer is not None and not c.ended and not self._procs[c.process].crashed.done()
+                if c.consumer is not None and not c.ended and not c.stalled
+                and not self._procs[c.process].crashed.done()
             ]
             if pending:
                 await asyncio.wait(pending, timeout=SETTLE_SECONDS)
@@ -306,6 +324,10 @@ class Run:
             if not any(self._active_runs.values()):
                 break
         await self.snapshot()
+        for client in self._clients.values():  # the stalled read again: what waited is delivered
+            if client.stalled and not self._procs[client.process].crashed.done():
+                while not client.ended and not client.queue.empty():
+                    self._record_event(client, client.queue.get_nowait())
 
     async def snapshot(self) -> None:
         persisted = {}
@@ -313,10 +335,12 @@ class Run:
             row = await self.adapter.persisted(self.model, ref.pk)
             persisted[ref.token] = _persisted(row)
         buffers = {c.token: c.queue.qsize() for c in self._clients.values() if not c.ended}
+        limit = getattr(self.adapter, "buffer_limit", None)
+        limit = limit() if callable(limit) else None
         for proc in self._procs.values():
             if not proc.crashed.done():
                 self.recorder.add(Snapshot, proc.name, resources=dict(proc.sut.resources()),
-                                  persisted=persisted, buffers=buffers)
+                                  persisted=persisted, buffers=buffers, buffer_limit=limit)
 
     def waiting_clients(self) -> list[str]:
         return [c.token for c in self._clients.values() if not c.ended]
@@ -329,9 +353,10 @@ class Run:
         self.recorder.add(Invoke, process, op_id=op_id, op=op, task=task.token if task else None, args=args)
         return op_id
 
-    def _gate(self, op: str, task: TaskRef, command: str, **args: Any) -> None:
+    def _gate(self, op: str, task: TaskRef, command: str, times: int = 1, **args: Any) -> None:
         op_id = self._invoke(op, task, args, HARNESS)
-        self.gates.open(task.pk, command)
+        for _ in range(times):
+            self.gates.open(task.pk, command)
         self.recorder.add(Complete, HARNESS, op_id=op_id, status="ok")
 
     async def _op(self, op: str, task: TaskRef | None, args: dict[str, Any], process: str | None,

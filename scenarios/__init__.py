@@ -15,7 +15,7 @@ Public interface:
 from __future__ import annotations
 
 from scenarios.families import FAMILIES, PROFILE_ENV, PROFILES, Family, Profile, profile_from_env
-from scenarios.program import Session, execute, op_count, run_program
+from scenarios.program import Session, execute, op_count, run_program, validate_program
 from scenarios.regressions import REGRESSIONS
 from scenarios.verify import ClauseSummary, Failure, NondeterministicRun, VerifyResult, replay, verify
 
@@ -36,5 +36,6 @@ __all__ = [
     "profile_from_env",
     "replay",
     "run_program",
+    "validate_program",
     "verify",
 ]

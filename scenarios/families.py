@@ -41,8 +41,8 @@ FAMILIES: dict[str, Family] = {
         Family(
             "joins",
             "concurrent and late joiners: clients attach through the created or a looked-up object "
-            "while the task starts, sends and completes",
-            frozenset(_TASK_OPS | {"finish_ok", "concurrently"}),
+            "while the task starts, sends (in bursts too) and completes; clients that stop reading",
+            frozenset(_TASK_OPS | {"stall", "flood", "finish_ok", "concurrently"}),
             frozenset({"start", "lookup", "attach", "detach", "release", "finish_ok"}),
         ),
         Family(
@@ -63,8 +63,9 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             "completion",
-            "tasks completing while clients attach, detach and look them up, and joiners after the end",
-            frozenset(_TASK_OPS | {"finish_ok", "concurrently"}),
+            "tasks completing while clients attach, detach, stop reading and look them up, and joiners "
+            "after the end",
+            frozenset(_TASK_OPS | {"stall", "flood", "finish_ok", "concurrently"}),
             frozenset({"start", "lookup", "attach", "detach", "release", "finish_ok"}),
         ),
         Family(

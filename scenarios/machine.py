@@ -60,6 +60,9 @@ class ClauseViolation(AssertionError):
 
 
 ACROSS = ":processes"
+FLOOD_MIN, FLOOD_MAX = 2, 12
+"""Events one ``flood`` step releases at once: past a small documented client buffer (the
+reference's under the harness is 8), short of making an example slow."""
 """Suffix of a violation key whose evidence spans several simulated processes ("S4:processes")."""
 
 VIOLATIONS: dict[str, type[ClauseViolation]] = {}
@@ -367,6 +370,13 @@ class ScenarioMachine(RuleBasedStateMachine):
         if op == "detach":
             client = self.pick(s.open_clients())
             return None if client is None else {"op": "detach", "client": client}
+        if op == "stall":
+            client = self.pick([i for i in s.open_clients() if not s.clients[i].stalled])
+            return None if client is None else {"op": "stall", "client": client}
+        if op == "flood":
+            task = self.pick(s.known_tasks())
+            count = FLOOD_MIN + self.choices.integer(FLOOD_MAX - FLOOD_MIN + 1)
+            return None if task is None else {"op": "release", "task": task, "count": count}
         if op in ("release", "finish_ok", "finish_fail"):
             task = self.pick(s.known_tasks())
             return None if task is None else {"op": op, "task": task}
@@ -433,6 +443,20 @@ def release(self: ScenarioMachine) -> None:
     self.do(self.build("release"))
 
 
+@precondition(lambda self: self.active and any(not self.session.clients[i].stalled
+                                               for i in self.session.open_clients()))
+@rule()
+def stall(self: ScenarioMachine) -> None:
+    self.do(self.build("stall"))
+
+
+@precondition(_has_tasks)
+@rule()
+def flood(self: ScenarioMachine) -> None:
+    """A burst of events in one step: what a stalled client's buffer must survive (S8.2)."""
+    self.do(self.build("flood"))
+
+
 @precondition(_has_tasks)
 @rule()
 def finish_ok(self: ScenarioMachine) -> None:
@@ -494,8 +518,8 @@ def concurrently(self: ScenarioMachine) -> None:
 
 RULES: dict[str, Callable[..., None]] = {
     f.__name__: f
-    for f in (create, start, lookup, reload, attach, detach, release, finish_ok, finish_fail, crash,
-              restart, spawn, concurrently, idle)
+    for f in (create, start, lookup, reload, attach, detach, stall, release, flood, finish_ok, finish_fail,
+              crash, restart, spawn, concurrently, idle)
 }
 
 _CLASSES: dict[str, type[ScenarioMachine]] = {}

@@ -29,6 +29,7 @@ from harness.scheduler import ControlledLoop
 
 __all__ = [
     "ASYNC_OPS",
+    "CLIENT_OPS",
     "GATE_OPS",
     "OPS",
     "PROCESS_OPS",
@@ -43,10 +44,14 @@ __all__ = [
 ASYNC_OPS = frozenset({"create", "start", "lookup", "reload", "attach", "detach"})
 """Operations that run inside a simulated process (they await the implementation)."""
 GATE_OPS = frozenset({"release", "finish_ok", "finish_fail"})
-"""Operations on the probe's gates: let the task send its next event, complete, or raise."""
+"""Operations on the probe's gates: let the task send its next event (``release``; its next
+``count`` events with a count), complete, or raise."""
+CLIENT_OPS = frozenset({"stall"})
+"""A client stops reading but stays connected (it reads again once the run has settled)."""
+MAX_RELEASE_COUNT = 64
 PROCESS_OPS = frozenset({"crash", "restart", "spawn"})
 """Faults and processes: kill a process, kill and replace it, add one over the same database."""
-OPS = ASYNC_OPS | GATE_OPS | PROCESS_OPS | {"concurrently"}
+OPS = ASYNC_OPS | GATE_OPS | CLIENT_OPS | PROCESS_OPS | {"concurrently"}
 
 DEFAULT_MAX_STEPS = 10_000
 DEFAULT_MAX_VIRTUAL_TIME = 3_600.0
@@ -221,7 +226,15 @@ async def _perform(s: Session, step: dict[str, Any], slot: int | None, grouped: 
     if op in GATE_OPS:
         task = s.tasks[step["task"]]
         if task is not None:
-            getattr(run, op)(task)
+            if op == "release":
+                run.release(task, int(step.get("count", 1)))
+            else:
+                getattr(run, op)(task)
+        return
+    if op == "stall":
+        client = s.clients[step["client"]]
+        if client is not None and s.client_open(client):
+            run.stall(client)
         return
     if op == "crash":
         run.crash(s.procs[step["process"]])
@@ -343,3 +356,8 @@ def validate_program(program: Any) -> None:
             raise ValueError(f"not a program step: {step!r}")
         if step["op"] == "concurrently":
             validate_program(step.get("steps"))
+        count = step.get("count", 1)
+        if step["op"] == "release" and (
+            not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_RELEASE_COUNT
+        ):
+            raise ValueError(f"release count must be an integer from 1 to {MAX_RELEASE_COUNT}: {step!r}")

@@ -194,12 +194,14 @@ class Scenario:
         resources: dict[str, int] | None = None,
         persisted: dict[str, PersistedTask] | None = None,
         buffers: dict[str, int] | None = None,
+        buffer_limit: int | None = None,
     ) -> int:
         return self.add(
             Snapshot,
             resources=dict(ZERO if resources is None else resources),
             persisted=dict(persisted or {}),
             buffers=buffers,
+            buffer_limit=buffer_limit,
         )
 
 

@@ -839,3 +839,95 @@ def test_a_client_that_leaves_while_the_error_is_on_its_way_is_not_owed_it():
     s.end_stream("c2")
     s.snapshot(persisted={"T1": row("failed", error="boom")}, buffers={})
     assert verdict("S6", s.end()).verdict is Verdict.PASS
+
+
+# -- a send cut short by its process's crash -------------------------------------------------------
+
+
+def _takeover_after_a_cut_send(event_2_returned: bool) -> History:
+    """T1 runs in p0; c1 follows it from p1. p0 sends event 1, then starts sending the terminal
+    event 2 and crashes (unless `event_2_returned`, before the crash). p1 resumes T1, which ends
+    with event 3; c1 gets 1 and 3."""
+    s = Scenario()
+    with s.on("p1"):
+        s.create("T1", "obj1")
+    s.lookup("T1", returns="obj2")
+    s.enter("T1", "obj2")
+    with s.on("p1"):
+        s.attach("c1", "T1", via="obj1")
+    s.send("T1", "progress")
+    s.sent("T1", 1)
+    with s.on("p1"):
+        s.deliver("c1", "T1", 1)
+    s.send("T1", "complete")
+    if event_2_returned:
+        s.sent("T1", 2)
+    s.crash("p0")
+    with s.on("p1"):
+        s.reload("T1", returns="obj3")
+        s.enter("T1", "obj4")
+        s.send("T1", "complete")
+        s.sent("T1", 3)
+        s.exit("T1", "obj4")
+        s.deliver("c1", "T1", 3)
+        s.end_stream("c1")
+        s.snapshot(persisted={"T1": row("completed", last=3)})
+    return s.end()
+
+
+def test_a_send_that_died_with_its_process_is_not_owed_and_the_resumed_end_counts():
+    history = _takeover_after_a_cut_send(event_2_returned=False)
+    for clause in ("S2", "S5"):
+        assert verdict(clause, history).verdict is Verdict.PASS, verdict(clause, history)
+
+
+def test_a_send_that_returned_before_the_crash_is_owed():
+    result = verdict("S2", _takeover_after_a_cut_send(event_2_returned=True))
+    assert result.verdict is Verdict.FAIL
+    assert "never received event 2 sent after it joined" in result.violations[0].explanation
+
+
+def _only_send_cut_by_a_crash() -> list:
+    """T1's only event: its send began in p0, which crashed before it returned; p1 then reports
+    the row with no last event."""
+    s = Scenario()
+    started(s, clients=())
+    s.send("T1")
+    s.crash("p0")
+    s.restart("p1", replaces="p0")
+    with s.on("p1"):
+        s.snapshot(persisted={"T1": row("running", last=None)})
+    s.end()
+    return s.records
+
+
+def test_bracketed_sends_are_declared_by_the_recorder_not_guessed():
+    records = _only_send_cut_by_a_crash()
+    declared = History(records, bracketed_sends=True)
+    assert verdict("S7.2", declared).verdict is Verdict.PASS  # the send never completed
+    # A document from before the flag, with no Sent at all, reads as instantaneous sends.
+    guessed = History.from_dict({k: v for k, v in declared.to_dict().items() if k != "bracketed_sends"})
+    assert verdict("S7.2", guessed).verdict is Verdict.FAIL
+    assert History.from_dict(declared.to_dict()) == declared
+
+
+# -- S8.2: the implementation's documented bound ---------------------------------------------------
+
+
+def _stalled_client(size: int, limit: int | None) -> History:
+    s = Scenario()
+    started(s)
+    s.snapshot(buffers={"c1": size}, buffer_limit=limit)
+    return s.end("bound")
+
+
+@pytest.mark.parametrize(("size", "limit", "fails"), [
+    (9, 8, True), (8, 8, False), (9, None, False),
+    (1025, None, True), (1025, 4096, True), (1024, 4096, False),
+])
+def test_s8_2_holds_buffers_to_the_documented_bound_and_never_past_the_spec(size, limit, fails):
+    result = verdict("S8.2", _stalled_client(size, limit))
+    assert (result.verdict is Verdict.FAIL) is fails, result
+    if fails:
+        bound = min(limit or MAX_CLIENT_BUFFER, MAX_CLIENT_BUFFER)
+        assert f"the bound is {bound}" in result.violations[0].explanation

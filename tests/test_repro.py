@@ -27,6 +27,8 @@ EVERY_OP = [
         "steps": [{"op": "start", "obj": 0, "process": 0}, {"op": "lookup", "task": 0, "process": 0}],
     },
     {"op": "attach", "obj": 1, "process": 0},
+    {"op": "stall", "client": 0},
+    {"op": "release", "task": 0, "count": 3},
     {
         "op": "concurrently",
         "steps": [{"op": "release", "task": 0}, {"op": "reload", "task": 0, "process": 0}],
@@ -91,6 +93,7 @@ def test_every_op_becomes_plain_code():
     assert "obj1 = await w.create(p0)" in code
     assert "_, obj2 = await asyncio.gather(" in code and "w.lookup(p0, T1)," in code
     assert "c1 = await w.attach(p0, obj2)" in code
+    assert "await w.stall(c1)" in code and "await w.release(T1, 3)" in code
     assert "p1 = await w.start_process()" in code and "p2 = await w.restart(p0)" in code
     assert "obj4 = await w.lookup(p2, T1)" in code
     assert "await w.crash(p1)" in code and "_, = await asyncio.gather(" in code

@@ -23,6 +23,7 @@ from scenarios import (
     profile_from_env,
     replay,
     run_program,
+    validate_program,
     verify,
 )
 from scenarios.regressions import search_program
@@ -207,3 +208,29 @@ def test_ci_profile_verdicts(sut_adapter):
         assert again.history.to_json() == failure.outcome.history.to_json()
         assert again.verdict(clause) == "fail"
     assert s4_across.operations <= 8, s4_across.program
+
+
+STALLED_UNDER_A_FLOOD = [
+    {"op": "create", "process": 0},
+    {"op": "attach", "obj": 0, "process": 0},
+    {"op": "start", "obj": 0, "process": 0},
+    {"op": "stall", "client": 0},
+    {"op": "release", "task": 0, "count": 12},
+]
+
+
+def test_a_stalled_client_under_a_flood_is_judged_by_s8_2(sut_adapter):
+    outcome = run_program(sut_adapter, STALLED_UNDER_A_FLOOD)
+    stall = next(r for r in outcome.history.records if getattr(r, "op", None) == "stall")
+    assert stall.args == {"client": "c1"}
+    assert outcome.verdict("S8.2") in ("pass", "fail")  # judged: the snapshot reports buffer sizes
+    if sut_adapter.name == "reference":
+        assert outcome.verdict("S8.2") == "pass"
+        ends = [r for r in outcome.history.records if r.kind == "stream_end"]
+        assert [(e.client, e.reason) for e in ends] == [("c1", "overflow")]  # dropped, openly
+
+
+@pytest.mark.parametrize("count", [0, 65, "3", True, 1.5])
+def test_a_release_count_out_of_range_is_refused(count):
+    with pytest.raises(ValueError, match="release count must be an integer from 1 to 64"):
+        validate_program([{"op": "create", "process": 0}, {"op": "release", "task": 0, "count": count}])

@@ -69,6 +69,11 @@ class Adapter(Protocol):
         ``final_value`` and ``last_event`` (the stored event dict, or None)."""
 
 
+# Optional, looked up with getattr:
+#   django_settings: dict[str, Any]  extra Django settings for the implementation under the harness
+#   def buffer_limit(self) -> int | None  the per-client buffer bound the implementation documents
+#       under those settings (S8.2 holds it to that, and never to more than the spec's bound)
+
 REQUIRED = ("name", "installed_apps", "task_base", "versions", "new_process", "persisted")
 
 

@@ -50,6 +50,14 @@ class ReferenceAdapter:
     # The example tasks ship with the reference (demos, and its own tests use them).
     installed_apps = ("reference_impl.streaming", "reference_impl.example")
     task_base = "reference_impl.streaming.models.StreamTask"
+    # A small client buffer: a client that stops reading overflows within a few events, so the
+    # scenarios reach the overflow path (S8.2) in a handful of steps instead of a thousand.
+    django_settings = {"STREAMING_CLIENT_BUFFER": 8}
+
+    def buffer_limit(self) -> int | None:
+        from reference_impl.streaming.conf import streaming_settings
+
+        return streaming_settings().client_buffer
 
     def versions(self) -> dict[str, str]:
         try:

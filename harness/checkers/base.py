@@ -9,7 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 from harness import spec
-from harness.history import Attachment, History
+from harness.history import TERMINAL_EVENT_TYPES, Attachment, History
 from harness.spec import Level
 
 
@@ -182,3 +182,18 @@ def finish_lost_in_crash(history: History, finish: Any) -> int | None:
         for a in history.attachments(finish.task) for d in a.task_deliveries()
     )
     return None if seen else crash
+
+
+def died_in_flight(history: History, send: Any) -> bool:
+    """Whether `send` never completed because its process crashed while it was in progress: it
+    may never have become durable, so no client elsewhere is owed it."""
+    crash = history.crash_index(send.process)
+    return crash is not None and crash > send.index and history.sent_by(send) > crash
+
+
+def delivers_end(history: History, finish: Any, d: Any) -> bool:
+    """Whether delivery `d` ends its client's stream for `finish`: its terminal event, or, when
+    that finish died with its process, the terminal event of the run that resumed the task."""
+    if finish.is_terminal_delivery(d):
+        return True
+    return d.event_type in TERMINAL_EVENT_TYPES and finish_lost_in_crash(history, finish) is not None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.checkers.base import ClauseResult, Judge, describe_via, seqs
+from harness.checkers.base import ClauseResult, Judge, delivers_end, describe_via, died_in_flight, seqs
 from harness.history import History
 
 CLAUSE_ID = "S2"
@@ -31,7 +31,9 @@ def check(history: History) -> ClauseResult:
             continue
         received = {d.seq for d in a.task_deliveries() if d.seq is not None}
         # Owed: what was sent after the attach completed and before the client left.
-        owed = history.sends_between(a.task, a.joined_by, a.left_at)
+        # A send its process died in the middle of is not owed: it may never have become durable.
+        owed = [s for s in history.sends_between(a.task, a.joined_by, a.left_at)
+                if not died_in_flight(history, s)]
         judge.saw("events owed", len(owed))
         lost = [s for s in owed if s.seq not in received]
         if lost:
@@ -54,7 +56,7 @@ def check(history: History) -> ClauseResult:
         if finish.seq is not None and any(s.seq == finish.seq for s in owed):
             continue  # the terminal event was owed like any other and was judged above
         judge.saw("terminal events owed")
-        if not any(finish.is_terminal_delivery(d) for d in a.task_deliveries()):
+        if not any(delivers_end(history, finish, d) for d in a.task_deliveries()):
             judge.missing(
                 a,
                 f"{who} never received the terminal event of {a.task} "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.checkers.base import ClauseResult, Judge, finish_lost_in_crash
+from harness.checkers.base import ClauseResult, Judge, delivers_end, finish_lost_in_crash
 from harness.history import FINAL_STATE, TERMINAL_EVENT_TYPES, Attachment, Finish, History
 
 CLAUSE_ID = "S5"
@@ -43,7 +43,7 @@ def _check_client(judge: Judge, history: History, a: Attachment, finish: Finish)
     else:
         judge.saw("clients connected at the end")
 
-    terminal = next((d for d in deliveries if finish.is_terminal_delivery(d)), None)
+    terminal = next((d for d in deliveries if delivers_end(history, finish, d)), None)
     if terminal is None:
         judge.missing(a, f"{who} but never received the terminal event", a.joined_from, finish.index)
         return

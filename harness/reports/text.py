@@ -116,7 +116,9 @@ def describe_record(r: Record, history: History | None = None) -> str:
             "reload": f"load {r.task}'s row from the database again",
             "attach": f"attach client {r.args.get('client')} to {r.task} through {r.args.get('via')}",
             "detach": f"detach client {r.args.get('client')}",
-            "release": f"let {r.task} send its next event",
+            "stall": f"client {r.args.get('client')} stops reading (it stays connected)",
+            "release": (f"let {r.task} send its next {r.args['count']} events" if r.args.get("count")
+                        else f"let {r.task} send its next event"),
             "finish_ok": f"let {r.task} complete",
             "finish_fail": f"make {r.task}'s process() raise",
             "crash": f"crash process {r.args.get('process')}",
@@ -229,7 +231,11 @@ def program_steps(program: list[dict[str, Any]]) -> list[str]:
             return f"attach client c{counters['client']} through obj{step['obj'] + 1} in {proc(step)}"
         if op == "detach":
             return f"detach client c{step['client'] + 1}"
+        if op == "stall":
+            return f"client c{step['client'] + 1} stops reading (stays connected; reads again at the end)"
         if op == "release":
+            if step.get("count", 1) > 1:
+                return f"let T{step['task'] + 1} send its next {step['count']} events at once"
             return f"let T{step['task'] + 1} send its next event"
         if op == "finish_ok":
             return f"let T{step['task'] + 1} send `complete` and return"

@@ -67,6 +67,8 @@ def _cells(r: Record, history: History, tasks: list[str], clients: list[tuple[st
             )
         elif r.op == "detach":
             lane["c:" + str(r.args.get("client"))] = '<span class="end">detach begins</span>'
+        elif r.op == "stall":
+            lane["c:" + str(r.args.get("client"))] = '<span class="end">stops reading</span>'
         elif r.op in ("crash", "restart"):
             ops = f'<span class="fault">{escape(describe_record(r, history))}</span>'
         else:
