@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--only", default=None, metavar="NAME,...", help="only these mutants")
     m.add_argument("--out", default="reports", metavar="DIR")
     m.add_argument("--timeout", type=float, default=600.0, help="seconds per verify run")
+    m.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="verify runs at once, each a process of its own (default: 1; at most one per "
+                   "core, or the seconds to first detection stretch)")
 
     i = sub.add_parser("index", help="rebuild index.html from the summaries in a reports folder")
     i.add_argument("folder", nargs="?", default="reports", metavar="DIR")
@@ -189,16 +192,18 @@ def _display(path: Path) -> str:
 
 
 class Progress:
-    """Progress lines on stderr, only when it is a terminal."""
+    """Progress lines on stderr: by default only when it is a terminal (dimmed there)."""
 
     def __init__(self, enabled: bool | None = None) -> None:
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.tty = sys.stderr.isatty()
+        self.enabled = self.tty if enabled is None else enabled
         self.started = time.monotonic()
 
     def __call__(self, line: str) -> None:
         if self.enabled:
             elapsed = time.monotonic() - self.started
-            sys.stderr.write(f"\033[2m[{elapsed:6.1f}s] {line.strip()}\033[0m\n")
+            text = f"[{elapsed:6.1f}s] {line.strip()}"
+            sys.stderr.write(f"\033[2m{text}\033[0m\n" if self.tty else text + "\n")
             sys.stderr.flush()
 
 
@@ -633,12 +638,19 @@ def mutants_command(args: argparse.Namespace, *, out_stream: Any = None) -> int:
     unknown = [n for n in names or () if n not in known]
     if unknown:
         raise UsageError(f"unknown mutant {unknown[0]!r}: use some of {', '.join(known)}")
-    say = Progress()
+    # A matrix runs for many minutes: a CI log shows each mutant as it is judged.
+    say = Progress(enabled=True)
+    if args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs}: give at least 1")
+    if args.guard_seeds < 0:
+        raise UsageError(f"--guard-seeds {args.guard_seeds}: give 0 or more")
+    if args.timeout <= 0:
+        raise UsageError(f"--timeout {args.timeout}: give a positive number of seconds")
     rows = mutation.run_matrix(args.catalogue, profile=args.profile, seed=args.seed,
-                               timeout=args.timeout, names=names, progress=say)
+                               timeout=args.timeout, names=names, progress=say, jobs=args.jobs)
     guard = mutation.false_positive_guard("reference", profile=args.profile,
                                           seeds=list(range(args.seed, args.seed + args.guard_seeds)),
-                                          timeout=args.timeout)
+                                          timeout=args.timeout, jobs=args.jobs, progress=say)
     clean = mutation._baseline(args.catalogue, None, args.timeout)
     mutation.write(Path(args.out), rows, guard, args.profile, clean)
     survivors = [r.name for r in rows if not r.detected]

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,42 +73,56 @@ def _baseline(catalogue: str, name: str | None, timeout: float) -> dict[str, str
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _judge(catalogue: str, mutant: Any, profile: str, seed: int, timeout: float) -> MutantRow:
+    row = MutantRow(mutant.name, mutant.clause, mutant.description)
+    summary, row.error, row.seconds = _verify(f"{catalogue}:{mutant.name}", profile, seed, timeout)
+    if summary is not None:
+        failed = [c for c in summary["clauses"] if c["verdict"] == "fail"]
+        row.reported = [c["clause"] for c in failed]
+        row.detected = mutant.clause in row.reported
+        hit = next((c for c in failed if c["clause"] == mutant.clause), None)
+        if hit is not None:
+            row.examples_to_first = hit.get("examples_to_first")
+            row.seconds_to_first = hit.get("seconds_to_first")
+            row.shrunk_steps = hit.get("operations")
+    row.baseline_failures = sorted(k for k, v in _baseline(catalogue, mutant.name, timeout).items() if v)
+    return row
+
+
 def run_matrix(catalogue: str, *, profile: str = "ci", seed: int = 0, timeout: float = 600.0,
-               names: list[str] | None = None, progress: Any = None) -> list[MutantRow]:
+               names: list[str] | None = None, progress: Any = None, jobs: int = 1) -> list[MutantRow]:
+    """Every mutant (or those in `names`) verified and run against the example baseline, `jobs`
+    processes at a time; rows in catalogue order."""
     module = importlib.import_module(catalogue)
-    rows = []
-    for mutant in module.CATALOGUE:
-        if names and mutant.name not in names:
-            continue
-        row = MutantRow(mutant.name, mutant.clause, mutant.description)
-        summary, row.error, row.seconds = _verify(f"{catalogue}:{mutant.name}", profile, seed, timeout)
-        if summary is not None:
-            failed = [c for c in summary["clauses"] if c["verdict"] == "fail"]
-            row.reported = [c["clause"] for c in failed]
-            row.detected = mutant.clause in row.reported
-            hit = next((c for c in failed if c["clause"] == mutant.clause), None)
-            if hit is not None:
-                row.examples_to_first = hit.get("examples_to_first")
-                row.seconds_to_first = hit.get("seconds_to_first")
-                row.shrunk_steps = hit.get("operations")
-        row.baseline_failures = sorted(k for k, v in _baseline(catalogue, mutant.name, timeout).items() if v)
+    mutants = [m for m in module.CATALOGUE if not names or m.name in names]
+
+    def judge(mutant: Any) -> MutantRow:
+        row = _judge(catalogue, mutant, profile, seed, timeout)
         if progress:
-            verdict = "killed" if row.detected else "SURVIVED"
-            progress(f"{mutant.name}: {verdict} ({', '.join(row.reported) or '-'})")
-        rows.append(row)
-    return rows
+            verdict = "killed" if row.detected else ("ERROR" if row.error else "SURVIVED")
+            first = f", first after {row.seconds_to_first:.1f} s" if row.seconds_to_first is not None else ""
+            progress(f"{mutant.name}: {verdict} ({', '.join(row.reported) or '-'}{first})"
+                     + (f": {row.error}" if row.error else ""))
+        return row
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return list(pool.map(judge, mutants))
 
 
-def false_positive_guard(sut: str, *, profile: str, seeds: list[int], timeout: float) -> dict[int, list[str]]:
+def false_positive_guard(sut: str, *, profile: str, seeds: list[int], timeout: float, jobs: int = 1,
+                         progress: Any = None) -> dict[int, list[str]]:
     """The clean implementation over several seeds: seed -> clauses that failed (all empty if sound)."""
-    found = {}
-    for seed in seeds:
-        summary, error, _ = _verify(sut, profile, seed, timeout)
-        if summary is None:
-            found[seed] = [f"error: {error}"]
-        else:
-            found[seed] = [c["clause"] for c in summary["clauses"] if c["verdict"] == "fail"]
-    return found
+
+    def one(seed: int) -> list[str]:
+        summary, error, seconds = _verify(sut, profile, seed, timeout)
+        bad = [f"error: {error}"] if summary is None else [
+            c["clause"] for c in summary["clauses"] if c["verdict"] == "fail"]
+        if progress:
+            progress(f"{sut} seed {seed}: {', '.join(bad) or 'no violation'} ({seconds:.0f} s)")
+        return bad
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return dict(zip(seeds, pool.map(one, seeds), strict=True))
 
 
 def to_markdown(rows: list[MutantRow], guard: dict[int, list[str]], profile: str,
