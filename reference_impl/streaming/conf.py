@@ -27,8 +27,8 @@ class StreamingSettings:
     poll_seconds: float
     """How often a process relaying a task that runs elsewhere reads the event log."""
     batch_seconds: float
-    """The shortest time between two writes to one SSE stream: events arriving sooner go out
-    together in the next write (0: every event is written as soon as it arrives)."""
+    """How long a busy SSE stream holds an event back so the events sent meanwhile share its write
+    (see `streams.EventStream`); 0: every event is written as soon as it arrives."""
 
 
 _DEFAULTS = {

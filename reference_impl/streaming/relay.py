@@ -42,7 +42,7 @@ _insert_sql: dict[str, str] = {}
 def _append(key: Key, event: Event) -> None:
     # One prepared INSERT instead of Model.save(): the append is on the path of every event, and
     # save()'s generic machinery (signals, field walk, compiler) cost more than the write itself.
-    # The values are adapted by the fields exactly as save() would adapt them.
+    # The JSON data is adapted by its field exactly as save() would adapt it.
     alias = router.db_for_write(StreamEvent)
     connection = connections[alias]
     sql = _insert_sql.get(alias)
