@@ -62,6 +62,7 @@ for _name, _kind in (
     ("STREAMING_MAX_STREAMS", int),
     ("STREAMING_KEEPALIVE_SECONDS", float),
     ("STREAMING_RETRY_AFTER_SECONDS", int),
+    ("STREAMING_BATCH_SECONDS", float),
 ):
     if _name in os.environ:
         globals()[_name] = _env_number(_name, _kind)

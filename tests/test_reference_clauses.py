@@ -418,6 +418,33 @@ async def test_s8_probe_fails_without_the_buffer_bound(monkeypatch):
     assert "a client that never reads holds 21 events" in problems
 
 
+@pytest.mark.clause("S8")
+async def test_s8_an_unbounded_queue_is_dropped_at_the_event_that_takes_it_past_the_limit():
+    from reference_impl.streaming.channel import OVERFLOW, Event
+
+    channel = TaskChannel(("example.exampletask", 1), limit=4)
+    reader, idle, prefilled = asyncio.Queue(), asyncio.Queue(), asyncio.Queue()
+    channel.attach(reader)
+    channel.attach(idle)
+    for seq in range(1, 4):
+        channel.publish(Event("progress", {}, "t", seq))
+        reader.get_nowait()
+    prefilled.put_nowait("mine")
+    channel.attach(prefilled)  # joins late with an item of its own and the replay: 2 waiting
+    channel.publish(Event("progress", {}, "t", 4))  # idle: 4, prefilled: 3
+    assert set(channel.clients) == {reader, idle, prefilled}
+    channel.publish(Event("progress", {}, "t", 5))  # idle: 5 > 4
+    assert set(channel.clients) == {reader, prefilled}
+    assert [e["type"] for e in [idle.get_nowait()]] == [OVERFLOW] and idle.empty()
+    channel.publish(Event("progress", {}, "t", 6))  # prefilled: 5 > 4
+    assert set(channel.clients) == {reader}
+    assert [reader.get_nowait()["id"] for _ in range(3)] == [4, 5, 6]
+    for seq in range(7, 100):  # a reader that keeps up is never dropped
+        channel.publish(Event("progress", {}, "t", seq))
+        assert reader.qsize() == 1 and reader.get_nowait()["id"] == seq
+    assert set(channel.clients) == {reader}
+
+
 # -- API surface --------------------------------------------------------------------------------
 
 

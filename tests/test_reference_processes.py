@@ -290,3 +290,24 @@ async def test_a_resumer_that_has_the_terminal_event_gets_204_while_the_outcome_
     done.set()
     await settle(coordinator)
     assert response.status == 204
+
+
+async def test_the_log_stores_events_as_sent_and_refuses_a_taken_number():
+    from django.db import IntegrityError
+
+    task = await ExampleTask.objects.acreate(message="logged")
+    key = ("example.exampletask", task.pk)
+    sent = [
+        relay.Event("progress", {"step": 1, "nested": [1, "two", None]}, "t1", 1),
+        relay.Event("progress", None, "t2", 2),
+        relay.Event("progress", "text", None, 3),
+    ]
+    for event in sent:
+        await relay.append(key, event)
+    logged = await relay.after(key, 0)
+    assert [dict(e) for e in logged] == [
+        {**sent[0]}, {**sent[1]}, {**sent[2], "timestamp": ""},
+    ]
+    assert dict(await relay.latest(key)) == {**sent[2], "timestamp": ""}
+    with pytest.raises(IntegrityError):
+        await relay.append(key, relay.Event("progress", {}, "t", 2))

@@ -50,7 +50,7 @@ class TaskChannel:
     """
 
     __slots__ = (
-        "_unbounded", "clients", "closed", "ended", "follower", "key", "latest", "limit", "lost",
+        "_check_in", "_unbounded", "clients", "closed", "ended", "follower", "key", "latest", "limit", "lost",
         "running", "seq",
     )
 
@@ -61,6 +61,9 @@ class TaskChannel:
         self.clients: dict[asyncio.Queue, None] = {}
         # Unbounded queues cannot refuse a put, so their length is checked against `limit`.
         self._unbounded: dict[asyncio.Queue, None] = {}
+        # Publishes until one of them might hold more than `limit`: each publish adds at most one
+        # event to a queue, so their lengths need not be read on every publish.
+        self._check_in = 0
         self.latest: Event | None = None
         # The terminal event, once there is one: nothing is sent after it.
         self.ended: Event | None = None
@@ -86,14 +89,26 @@ class TaskChannel:
                 dropped = dropped or []
                 dropped.append(queue)
         if self._unbounded:
-            limit = self.limit
-            for queue in self._unbounded:
-                if queue.qsize() > limit:
-                    dropped = dropped or []
-                    dropped.append(queue)
+            self._check_in -= 1
+            if self._check_in <= 0:
+                dropped = self._over_limit(dropped)
         if dropped:
             for queue in dropped:
                 self._overflow(queue)
+
+    def _over_limit(self, dropped: list[asyncio.Queue] | None) -> list[asyncio.Queue] | None:
+        limit = self.limit
+        room = limit + 1
+        for queue in self._unbounded:
+            size = queue.qsize()
+            if size > limit:
+                dropped = dropped or []
+                dropped.append(queue)
+                room = 1
+            else:
+                room = min(room, limit + 1 - size)
+        self._check_in = room
+        return dropped
 
     def attach(self, queue: asyncio.Queue, last_event_id: int | None = None) -> None:
         """Register `queue` and hand it the latest event, unless it already has it."""
@@ -108,6 +123,8 @@ class TaskChannel:
                 queue.put_nowait(latest)
             except asyncio.QueueFull:
                 self._overflow(queue)
+        if queue.maxsize <= 0:
+            self._check_in = min(self._check_in, max(1, self.limit + 1 - queue.qsize()))
 
     def detach(self, queue: asyncio.Queue) -> bool:
         self._unbounded.pop(queue, None)

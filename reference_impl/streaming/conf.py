@@ -26,6 +26,9 @@ class StreamingSettings:
     """How long a coordinator's claim on a running task holds without renewal."""
     poll_seconds: float
     """How often a process relaying a task that runs elsewhere reads the event log."""
+    batch_seconds: float
+    """How long a busy SSE stream holds an event back so the events sent meanwhile share its write
+    (see `streams.EventStream`); 0: every event is written as soon as it arrives."""
 
 
 _DEFAULTS = {
@@ -36,6 +39,7 @@ _DEFAULTS = {
     "STREAMING_EVENT_LOG": True,
     "STREAMING_LEASE_SECONDS": 30.0,
     "STREAMING_POLL_SECONDS": 0.5,
+    "STREAMING_BATCH_SECONDS": 0.01,
 }
 
 
@@ -46,6 +50,13 @@ def _positive(name: str, kind: type) -> int | float:
         noun = "a positive integer" if kind is int else "a positive finite number"
         raise ImproperlyConfigured(f"{name} must be {noun}, got {value!r}")
     return kind(value)
+
+
+def _non_negative(name: str) -> float:
+    value = getattr(settings, name, _DEFAULTS[name])
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise ImproperlyConfigured(f"{name} must be a non-negative finite number, got {value!r}")
+    return float(value)
 
 
 def _flag(name: str) -> bool:
@@ -65,6 +76,7 @@ def streaming_settings() -> StreamingSettings:
         event_log=_flag("STREAMING_EVENT_LOG"),
         lease_seconds=_positive("STREAMING_LEASE_SECONDS", float),
         poll_seconds=_positive("STREAMING_POLL_SECONDS", float),
+        batch_seconds=_non_negative("STREAMING_BATCH_SECONDS"),
     )
 
 

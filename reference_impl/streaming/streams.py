@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
@@ -22,6 +23,9 @@ from .models import StreamTask, TaskStatus
 
 _ID = re.compile(r"[0-9]{1,19}")
 _MAX_ID = 2**63 - 1  # the largest BigAutoField value; a larger id cannot name a row
+
+QUIET_SECONDS = 1.0
+"""A stream that wrote nothing for this long writes its next event without waiting to batch it."""
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream",
@@ -167,7 +171,7 @@ async def open_stream(
             # The task is storing its outcome: the row does not say finished yet, but this client
             # already has the terminal event, and nothing will follow it.
             return Response(204, {})
-        queue: asyncio.Queue = asyncio.Queue(maxsize=streaming_settings().client_buffer)
+        queue = StreamQueue(streaming_settings().client_buffer)
         await task.add_client(queue, resume_after)
         streaming = True
         return Response(200, dict(SSE_HEADERS), stream=EventStream(task, queue, resume_after, limiter))
@@ -198,6 +202,40 @@ def _finished(task: StreamTask, resuming: bool, resume_after: int | None) -> Res
     return Response(200, dict(SSE_HEADERS), stream=once())
 
 
+class StreamQueue(asyncio.Queue):
+    """The queue of one SSE client: an `asyncio.Queue` that can also wake a reader waiting for
+    more events early, once half of its buffer is used (so batching never makes it overflow)."""
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__(maxsize)
+        self.high_water = max(1, maxsize // 2)
+        self.filling: asyncio.Future | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        super().put_nowait(item)
+        filling = self.filling
+        if filling is not None and not filling.done() and self.qsize() >= self.high_water:
+            filling.set_result(None)
+
+    async def more(self, until: float) -> None:
+        """Wait until loop time `until`, or less if the queue fills up meanwhile."""
+        if self.qsize() >= self.high_water:
+            return
+        loop = asyncio.get_running_loop()
+        self.filling = filling = loop.create_future()
+        timer = loop.call_at(until, _resolve, filling)
+        try:
+            await filling
+        finally:
+            timer.cancel()
+            self.filling = None
+
+
+def _resolve(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class EventStream:
     """The body of one SSE response. `aclose()` must be called once the response is over, whether
     or not it was iterated: it detaches the client and frees the stream slot."""
@@ -215,7 +253,12 @@ class EventStream:
 
     async def _frames(self) -> AsyncIterator[bytes]:
         queue, task = self.queue, self.task
-        keepalive = streaming_settings().keepalive_seconds
+        conf = streaming_settings()
+        keepalive, batch = conf.keepalive_seconds, conf.batch_seconds
+        # Only our own queue can wake us early; a plain asyncio.Queue just waits out the interval.
+        more = getattr(queue, "more", None)
+        loop = asyncio.get_running_loop()
+        written = -math.inf
         # Sent at once so the client has its response headers before the task's first event.
         yield b": connected\n\n"
         while True:
@@ -225,6 +268,14 @@ class EventStream:
             except TimeoutError:
                 yield b": keepalive\n\n"
                 continue
+            if batch and event["type"] not in TERMINAL_TYPES and event["type"] != OVERFLOW:
+                now = loop.time()
+                if now - written < QUIET_SECONDS:
+                    # A busy stream holds the event back a little so that the events sent meanwhile
+                    # go out in the same write: a write costs the server as much as encoding many
+                    # events, and with many clients the writes, not the task, set the pace. The
+                    # first event after a quiet spell goes out at once.
+                    await (more(now + batch) if more is not None else asyncio.sleep(batch))
             frames: list[bytes] = []
             while True:
                 kind = event["type"]
@@ -243,6 +294,7 @@ class EventStream:
                 event = queue.get_nowait()
             if frames:
                 yield b"".join(frames)
+                written = loop.time()
             if kind in TERMINAL_TYPES:
                 return
 
