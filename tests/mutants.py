@@ -95,18 +95,33 @@ def _reload_overwrites_cache() -> dict:
     return {(TaskCoordinator, "_load"): _load}
 
 
+def _register_only(attach: Callable, channel: Any, queue: Any) -> None:
+    """The channel's own registration (buffer accounting included), minus the replay: only the
+    planted deviation differs from the reference."""
+    latest, channel.latest = channel.latest, None
+    try:
+        attach(channel, queue)
+    finally:
+        channel.latest = latest
+
+
 def _no_replay() -> dict:
     from reference_impl.streaming.channel import TaskChannel
 
+    original = TaskChannel.attach
+
     def attach(self, queue, last_event_id=None):
-        self.clients[queue] = None
+        _register_only(original, self, queue)
 
     return {(TaskChannel, "attach"): attach}
 
 
 def _attach_with_a_gap(replay_first: bool) -> Callable[[], dict]:
     def patches() -> dict:
+        from reference_impl.streaming.channel import TaskChannel
         from reference_impl.streaming.coordinator import TaskCoordinator
+
+        register = TaskChannel.attach
 
         async def attach(self, task, queue, last_event_id=None):
             channel = self._channel(task.stream_key)
@@ -114,9 +129,9 @@ def _attach_with_a_gap(replay_first: bool) -> Callable[[], dict]:
                 if channel.latest is not None:
                     queue.put_nowait(channel.latest)
                 await asyncio.sleep(0)  # events sent now reach no one: a gap
-                channel.clients[queue] = None
+                _register_only(register, channel, queue)
             else:
-                channel.clients[queue] = None
+                _register_only(register, channel, queue)
                 await asyncio.sleep(0)  # events sent now arrive before the stale replay
                 if channel.latest is not None:
                     queue.put_nowait(channel.latest)

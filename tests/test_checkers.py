@@ -931,3 +931,23 @@ def test_s8_2_holds_buffers_to_the_documented_bound_and_never_past_the_spec(size
     if fails:
         bound = min(limit or MAX_CLIENT_BUFFER, MAX_CLIENT_BUFFER)
         assert f"the bound is {bound}" in result.violations[0].explanation
+
+
+def _persisted_after_a_cut_send(stored: int) -> History:
+    """p0 sends event 1 (it returns), starts sending 2 and crashes; p1 reports the row."""
+    s = Scenario()
+    started(s, clients=())
+    s.send("T1")
+    s.sent("T1", 1)
+    s.send("T1")
+    s.crash("p0")
+    s.restart("p1", replaces="p0")
+    with s.on("p1"):
+        s.snapshot(persisted={"T1": row("running", last=stored)})
+    return s.end()
+
+
+@pytest.mark.parametrize(("stored", "holds"), [(1, True), (2, True), (3, False), (None, False)])
+def test_s7_2_the_latest_event_may_be_one_whose_send_the_crash_cut_short(stored, holds):
+    result = verdict("S7.2", _persisted_after_a_cut_send(stored))
+    assert (result.verdict is Verdict.PASS) is holds, result
