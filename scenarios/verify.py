@@ -178,6 +178,12 @@ class VerifyResult:
         }
 
 
+PASS_SHARES = (0.25, 1.0)
+"""Shares of each family's budget spent by the end of each pass over the families. A first pass
+gives every family a quarter of its budget, so a bug that only a family late in the order reaches
+is found early; the second pass spends the rest."""
+
+
 def _round_seed(seed: int, family: str, round_: int) -> int:
     digest = hashlib.sha256(f"{seed}:{family}:{round_}".encode()).digest()
     return int.from_bytes(digest[:8], "big")
@@ -269,60 +275,72 @@ def verify(adapter: Adapter, *, families: list[str] | None = None, profile: str 
     failures: dict[str, Failure] = {}
     fallbacks: dict[str, Failure] = {}
     first: dict[str, tuple[int, float]] = {}
-    for family in names:
-        generated = 0
-        for round_ in range(prof.max_rounds):
-            targets = frozenset(keys - set(failures))
-            spent = stats.examples[family]
-            to_generate = int(prof.max_examples * FAMILIES[family].budget) - generated
-            if not targets or to_generate <= 0:
-                break
-            # Machines made, not examples judged: Hypothesis aborts some (a shrink candidate that
-            # runs out of data), hence the slack on generation.
-            search = Search(adapter, FAMILIES[family], prof, targets, stats, started,
-                            limit=2 * to_generate + prof.shrink_examples, on_example=on_example)
-            search.first.update(first)
-            factory = hypothesis_seed(_round_seed(seed, family, round_))(machine_factory(search))
-            exhausted = False
-            try:
-                run_state_machine_as_test(factory, settings=_hypothesis_settings(prof, to_generate))
-            except BudgetExhausted:
-                exhausted = True  # shrinking was cut short: the smallest example so far is kept
-            except Flaky as exc:
-                raise NondeterministicRun(
-                    f"{adapter.name} behaved differently on the same scheduling decisions in family "
-                    f"{family} (seed {seed}): something it does depends on more than the decisions "
-                    "(wall-clock time, object ids such as iterating a set of objects, a thread of its "
-                    f"own). Hypothesis says: {type(exc).__name__}: {exc}"
-                ) from exc
-            except BaseException as exc:  # the minimal failing example, or a real error
-                if _violations(exc) is None:
-                    raise
-            for key, value in search.first.items():
-                first.setdefault(key, value)
-            generated += search.examples if search.before_failure is None else search.before_failure
-            hits = {k: h for k, h in search.found.items() if k in targets}
-            for key, hit in search.also.items():
-                if key in targets and (key not in hits or _found_size(hit) < _found_size(hits[key])):
-                    hits[key] = hit
-            if not hits:
+    generated = dict.fromkeys(names, 0)
+    rounds = dict.fromkeys(names, 0)
+    finished: set[str] = set()
+    for share in PASS_SHARES:
+        for family in names:
+            while family not in finished and rounds[family] < prof.max_rounds:
+                round_ = rounds[family]
+                targets = frozenset(keys - set(failures))
+                spent = stats.examples[family]
+                to_generate = int(prof.max_examples * FAMILIES[family].budget * share) - generated[family]
+                if not targets:
+                    finished.add(family)
+                    break
+                if to_generate <= 0:
+                    break  # this pass's share of the budget is spent: the next pass goes on
+                rounds[family] += 1
+                # Machines made, not examples judged: Hypothesis aborts some (a shrink candidate that
+                # runs out of data), hence the slack on generation.
+                search = Search(adapter, FAMILIES[family], prof, targets, stats, started,
+                                limit=2 * to_generate + prof.shrink_examples, on_example=on_example)
+                search.first.update(first)
+                factory = hypothesis_seed(_round_seed(seed, family, round_))(machine_factory(search))
+                exhausted = False
+                try:
+                    run_state_machine_as_test(factory, settings=_hypothesis_settings(prof, to_generate))
+                except BudgetExhausted:
+                    exhausted = True  # shrinking was cut short: the smallest example so far is kept
+                except Flaky as exc:
+                    raise NondeterministicRun(
+                        f"{adapter.name} behaved differently on the same scheduling decisions in family "
+                        f"{family} (seed {seed}): something it does depends on more than the decisions "
+                        "(wall-clock time, object ids such as iterating a set of objects, a thread of its "
+                        f"own). Hypothesis says: {type(exc).__name__}: {exc}"
+                    ) from exc
+                except BaseException as exc:  # the minimal failing example, or a real error
+                    if _violations(exc) is None:
+                        raise
+                for key, value in search.first.items():
+                    first.setdefault(key, value)
+                made = search.examples if search.before_failure is None else search.before_failure
+                generated[family] += made
+                hits = {k: h for k, h in search.found.items() if k in targets}
+                for key, hit in search.also.items():
+                    if key in targets and (key not in hits or _found_size(hit) < _found_size(hits[key])):
+                        hits[key] = hit
+                if not hits:
+                    say(f"  {family} round {round_ + 1}: {stats.examples[family] - spent} examples, "
+                        "nothing found")
+                    if share == PASS_SHARES[-1]:
+                        finished.add(family)
+                    break
+                # Hypothesis shrank one failure (allowing slips to any smaller one): the smallest.
+                key = min(hits, key=lambda k: (_found_size(hits[k]), _key_order(k)))
+                hit = hits.pop(key)
+                failures[key] = _to_failure(hit, seed=seed, adapter=adapter, max_steps=prof.max_steps,
+                                            first=first[key], shrunk_for="budget" if exhausted else None)
                 say(f"  {family} round {round_ + 1}: {stats.examples[family] - spent} examples, "
-                    "nothing found")
-                break
-            # Hypothesis shrank one failure (allowing slips to any smaller one): the smallest.
-            key = min(hits, key=lambda k: (_found_size(hits[k]), _key_order(k)))
-            hit = hits.pop(key)
-            failures[key] = _to_failure(hit, seed=seed, adapter=adapter, max_steps=prof.max_steps,
-                                        first=first[key], shrunk_for="budget" if exhausted else None)
-            say(f"  {family} round {round_ + 1}: {stats.examples[family] - spent} examples, {key} failed, "
-                f"shrunk to {op_count(hit.program)} operations (first after {first[key][0]} examples, "
-                f"{first[key][1]:.1f}s)" + (" (shrinking cut short)" if exhausted else ""))
-            for other, hit in hits.items():  # seen on the way: kept in case nothing smaller turns up
-                candidate = _to_failure(hit, seed=seed, adapter=adapter, max_steps=prof.max_steps,
-                                        first=first[other], shrunk_for="another violation")
-                old = fallbacks.get(other)
-                if old is None or _size(candidate) < _size(old):
-                    fallbacks[other] = candidate
+                    f"{key} failed, "
+                    f"shrunk to {op_count(hit.program)} operations (first after {first[key][0]} examples, "
+                    f"{first[key][1]:.1f}s)" + (" (shrinking cut short)" if exhausted else ""))
+                for other, hit in hits.items():  # seen on the way: kept in case nothing smaller turns up
+                    candidate = _to_failure(hit, seed=seed, adapter=adapter, max_steps=prof.max_steps,
+                                            first=first[other], shrunk_for="another violation")
+                    old = fallbacks.get(other)
+                    if old is None or _size(candidate) < _size(old):
+                        fallbacks[other] = candidate
     for key, fallback in fallbacks.items():
         failures.setdefault(key, fallback)
     seconds = time.perf_counter() - started
