@@ -293,8 +293,12 @@ def verify(adapter: Adapter, *, families: list[str] | None = None, profile: str 
                 rounds[family] += 1
                 # Machines made, not examples judged: Hypothesis aborts some (a shrink candidate that
                 # runs out of data), hence the slack on generation.
+                # The bound counts the family's whole remaining budget, not this pass's share:
+                # Hypothesis stops generating at the share, and shrinking a failure found early in
+                # a first pass gets as many examples as it would have in one long pass.
+                remaining = int(prof.max_examples * FAMILIES[family].budget) - generated[family]
                 search = Search(adapter, FAMILIES[family], prof, targets, stats, started,
-                                limit=2 * to_generate + prof.shrink_examples, on_example=on_example)
+                                limit=2 * remaining + prof.shrink_examples, on_example=on_example)
                 search.first.update(first)
                 factory = hypothesis_seed(_round_seed(seed, family, round_))(machine_factory(search))
                 exhausted = False
