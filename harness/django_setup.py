@@ -45,6 +45,13 @@ def configure(adapter: Adapter, database_url: str | None = None) -> None:
     import django
     from django.conf import settings
 
+    extra = dict(getattr(adapter, "django_settings", None) or {})
+    owned = sorted(set(extra) & _HARNESS_OWNED)
+    if owned:
+        raise ConfigError(
+            f"adapter {adapter.name!r} sets {', '.join(owned)} in django_settings: the harness sets "
+            "those itself; give only your implementation's own settings"
+        )
     if settings.configured:
         installed = list(getattr(settings, "INSTALLED_APPS", ()))
         wanted = [*adapter.installed_apps, PROBE_APP]
@@ -64,8 +71,8 @@ def configure(adapter: Adapter, database_url: str | None = None) -> None:
         SECRET_KEY="streamspec-harness",
         ALLOWED_HOSTS=["127.0.0.1", "localhost", "[::1]"],
         # Settings the adapter asks for (e.g. a small client buffer, so overflow is reachable in a
-        # few steps); the harness's own come after and win.
-        **{k: v for k, v in getattr(adapter, "django_settings", {}).items() if k not in _HARNESS_OWNED},
+        # few steps); the harness's own cannot be overridden (checked above).
+        **extra,
         LOGGING={
             "version": 1,
             "disable_existing_loggers": False,

@@ -60,10 +60,10 @@ class ClauseViolation(AssertionError):
 
 
 ACROSS = ":processes"
+"""Suffix of a violation key whose evidence spans several simulated processes ("S4:processes")."""
 FLOOD_MIN, FLOOD_MAX = 2, 12
 """Events one ``flood`` step releases at once: past a small documented client buffer (the
 reference's under the harness is 8), short of making an example slow."""
-"""Suffix of a violation key whose evidence spans several simulated processes ("S4:processes")."""
 
 VIOLATIONS: dict[str, type[ClauseViolation]] = {}
 

@@ -88,3 +88,15 @@ def test_a_hang_is_a_reported_result_with_the_waiting_stacks(scenario_runner):
     assert outcome.history.run_end.reason in ("hang", "bound")
     assert outcome.history.run_end.waiting == ["c1"]
     assert outcome.cut_short is not None and 'File "' in outcome.cut_short  # the waiting stacks
+
+
+def test_an_adapter_may_not_override_the_harness_settings():
+    from harness.adapters.reference import ReferenceAdapter
+    from harness.django_setup import configure
+    from harness.errors import ConfigError
+
+    class Greedy(ReferenceAdapter):
+        django_settings = {"STREAMING_CLIENT_BUFFER": 8, "DATABASES": {}, "INSTALLED_APPS": []}
+
+    with pytest.raises(ConfigError, match="sets DATABASES, INSTALLED_APPS in django_settings"):
+        configure(Greedy())
