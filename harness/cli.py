@@ -397,7 +397,13 @@ def verify_command(
             },
             "baseline": baseline_info,
             "notes": notes,
-            "stats": {k: v for k, v in result.stats.items() if isinstance(v, int | float | str)},
+            "stats": {
+                **{k: v for k, v in result.stats.items() if isinstance(v, int | float | str)},
+                # Examples that violated each clause, searched for or not (a run may target a few).
+                "violating_examples": {
+                    c: n for c, n in result.stats.get("violations_by_clause", {}).items() if n
+                },
+            },
             "folder": _display(out),
             "finished_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
         }
