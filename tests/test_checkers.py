@@ -951,3 +951,27 @@ def _persisted_after_a_cut_send(stored: int) -> History:
 def test_s7_2_the_latest_event_may_be_one_whose_send_the_crash_cut_short(stored, holds):
     result = verdict("S7.2", _persisted_after_a_cut_send(stored))
     assert (result.verdict is Verdict.PASS) is holds, result
+
+
+def _resumed_then_failed(stored: int | None, finished: bool) -> History:
+    """p0 sends event 1 (it returns) and crashes; p1 resumes T1, which raises without sending (or
+    stays running); p1 then reports the row."""
+    s = Scenario()
+    started(s, clients=())
+    s.send("T1")
+    s.sent("T1", 1)
+    s.crash("p0")
+    s.restart("p1", replaces="p0")
+    with s.on("p1"):
+        s.enter("T1", "obj2")
+        if finished:
+            s.exit("T1", "obj2", "error")
+        s.snapshot(persisted={"T1": row("failed" if finished else "running", last=stored)})
+    return s.end()
+
+
+def test_s7_2_judges_the_row_only_until_the_resumed_task_finishes():
+    assert verdict("S7.2", _resumed_then_failed(None, finished=True)).verdict is Verdict.PASS
+    result = verdict("S7.2", _resumed_then_failed(None, finished=False))
+    assert result.verdict is Verdict.FAIL
+    assert "persisted last event as None, but event 1 was the last" in result.violations[0].explanation

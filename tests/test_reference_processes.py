@@ -7,6 +7,7 @@ activated a coordinator belong to it, exactly as the harness simulates processes
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import timedelta
 
 import pytest
@@ -92,7 +93,9 @@ async def test_two_process_probe_fails_without_the_lease(monkeypatch):
 
     monkeypatch.setattr(TaskCoordinator, "_claim", claim_ignoring_leases)
     problems = await two_process_problems(monkeypatch)
-    assert "process() ran 2 times across two processes" in problems
+    # Twice at least: each process runs it (the second may run it again when it takes over).
+    runs = [int(m[1]) for m in (re.match(r"process\(\) ran (\d+) times", p) for p in problems) if m]
+    assert runs and runs[0] >= 2, problems
 
 
 @pytest.mark.clause("S7")

@@ -29,9 +29,12 @@ def check(history: History) -> ClauseResult:
                 f"event {latest.seq} was the last {task} sent before {crash.process} crashed "
                 f"at #{crash.index}"
             )
-            # Until the task sends again, its latest event is the one sent before the crash.
+            # Until the task sends again or finishes (a finished task's row holds its terminal
+            # event: S5/S6), its latest event is the one sent before the crash.
             resent = history.sends_between(task, crash.index)
-            until = resent[0].index if resent else None
+            ended = [r.end for r in history.runs(task)
+                     if r.finished and r.end is not None and r.end > crash.index]
+            until = min([*(s.index for s in resent[:1]), *ended], default=None)
 
             snaps = [
                 s for s in history.snapshots()

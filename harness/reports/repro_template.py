@@ -1225,7 +1225,12 @@ def judge_S7_2(h: History) -> Violations:
             if latest is None or latest["process"] != crash["process"]:
                 continue
             resent = h.sends_between(task, crash["i"])
-            until = resent[0]["i"] if resent else None
+            ended = [
+                r["i"] for r in h.records
+                if r["kind"] == "exit" and r["task"] == task and r["i"] > crash["i"]
+                and r["outcome"] in ("ok", "error")
+            ]
+            until = min([*(s["i"] for s in resent[:1]), *ended], default=None)
             # A later send the crash cut short may have become durable all the same.
             latest_seqs = {latest["seq"]} | {
                 s["seq"] for s in h.sends(task)
