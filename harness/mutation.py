@@ -46,14 +46,12 @@ class MutantRow:
 
 
 def _verify(
-    sut: str, profile: str, seed: int, timeout: float, clause: str | None = None
+    sut: str, profile: str, seed: int, timeout: float
 ) -> tuple[dict[str, Any] | None, str | None, float]:
     with tempfile.TemporaryDirectory(prefix="streamspec-mutant-") as tmp:
         out = Path(tmp) / "report"
         command = [sys.executable, "-m", "harness", "verify", "--sut", sut, "--profile", profile,
                    "--seed", str(seed), "--out", str(out), "--no-corpus", "--no-repro"]
-        if clause is not None:
-            command += ["--clauses", clause]
         started = time.perf_counter()
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
