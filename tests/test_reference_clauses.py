@@ -174,8 +174,14 @@ async def test_s3_joiners_get_latest_then_every_later_event():
 
 @pytest.mark.clause("S3")
 async def test_s3_probe_fails_without_replay(monkeypatch):
+    register = TaskChannel.attach
+
     def attach_without_replay(self, queue, last_event_id=None):
-        self.clients[queue] = None
+        latest, self.latest = self.latest, None  # registered as usual, with nothing to replay
+        try:
+            register(self, queue, last_event_id)
+        finally:
+            self.latest = latest
 
     monkeypatch.setattr(TaskChannel, "attach", attach_without_replay)
     problems = await s3_problems()

@@ -9,32 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Hashable
 from typing import Any
 
+from .events import OVERFLOW, TERMINAL_TYPES, Event, overflow_event
+from .subscription import Subscription
+
+__all__ = ["OVERFLOW", "TERMINAL_TYPES", "Event", "TaskChannel", "overflow_event"]
+
 logger = logging.getLogger("streaming.channel")
-
-TERMINAL_TYPES = frozenset({"complete", "error"})
-OVERFLOW = "overflow"
-
-
-class Event(dict):
-    """An event as clients receive it: ``{"type", "data", "timestamp", "id"}``.
-
-    A plain dict to its readers (the upstream library's clients expect dicts); `wire` caches the
-    encoded SSE frame so fan-out to many HTTP clients serialises each event once.
-    """
-
-    __slots__ = ("wire",)
-
-    def __init__(self, event_type: str, data: Any, timestamp: str, event_id: int) -> None:
-        super().__init__(type=event_type, data=data, timestamp=timestamp, id=event_id)
-        self.wire: bytes | None = None
-
-    @property
-    def is_terminal(self) -> bool:
-        return self["type"] in TERMINAL_TYPES
-
 
 class TaskChannel:
     """Clients, latest event and event sequence of one task row, within one coordinator.
@@ -50,15 +34,33 @@ class TaskChannel:
     """
 
     __slots__ = (
-        "_check_in", "_unbounded", "clients", "closed", "ended", "follower", "key", "latest", "limit", "lost",
-        "running", "seq",
+        "_check_in",
+        "_queues",
+        "_sub_check_at",
+        "_unbounded",
+        "clients",
+        "closed",
+        "ended",
+        "follower",
+        "key",
+        "latest",
+        "limit",
+        "lost",
+        "mask",
+        "published",
+        "ring",
+        "running",
+        "seq",
+        "subscriptions",
     )
 
     def __init__(self, key: Hashable, limit: int, seq: int = 0) -> None:
         self.key = key
         self.limit = limit
         self.seq = seq
-        self.clients: dict[asyncio.Queue, None] = {}
+        # Every client: queues and subscriptions (see subscription.py).
+        self.clients: dict[Any, None] = {}
+        self._queues: dict[asyncio.Queue, None] = {}
         # Unbounded queues cannot refuse a put, so their length is checked against `limit`.
         self._unbounded: dict[asyncio.Queue, None] = {}
         # Publishes until one of them might hold more than `limit`: each publish adds at most one
@@ -73,6 +75,15 @@ class TaskChannel:
         self.follower: asyncio.Task | None = None
         # Set when another process took the task over from this one.
         self.lost = False
+        # Events published so far; the last `len(ring)` of them are kept in `ring`, once a
+        # subscription joined, for subscriptions to read at their own pace (event n in slot n & mask).
+        self.published = 0
+        self.ring: list[Event | None] = []
+        self.mask = 0
+        self.subscriptions: dict[Subscription, None] = {}
+        # The publish count past which a subscription may lag more than `limit` (the subscriptions'
+        # lags are read then, not on every publish; see `_check_subscriptions`).
+        self._sub_check_at = math.inf
 
     def make_event(self, event_type: str, data: Any, timestamp: str) -> Event:
         """Number the next event without delivering it (the terminal event is persisted first)."""
@@ -81,8 +92,20 @@ class TaskChannel:
 
     def publish(self, event: Event) -> None:
         self.latest = event
+        if self.ring:
+            self.ring[self.published & self.mask] = event
+            self.published += 1
+            for subscription in self.subscriptions:
+                # Subscription._wake(), inlined: once per reader per event.
+                waiter = subscription._waiter
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+            if self.published > self._sub_check_at:
+                self._check_subscriptions()
+        else:
+            self.published += 1
         dropped: list[asyncio.Queue] | None = None
-        for queue in self.clients:
+        for queue in self._queues:
             try:
                 queue.put_nowait(event)
             except asyncio.QueueFull:
@@ -110,15 +133,25 @@ class TaskChannel:
         self._check_in = room
         return dropped
 
-    def attach(self, queue: asyncio.Queue, last_event_id: int | None = None) -> None:
+    def attach(self, queue: asyncio.Queue | Subscription, last_event_id: int | None = None) -> None:
         """Register `queue` and hand it the latest event, unless it already has it."""
         if queue in self.clients:
             return
         self.clients[queue] = None
+        latest = self.latest
+        replay = latest is not None and (last_event_id is None or latest["id"] > last_event_id)
+        if isinstance(queue, Subscription):
+            if not self.ring:
+                self._make_ring()
+            pos = self.published - 1 if replay else self.published
+            queue._join(self, pos)
+            self.subscriptions[queue] = None
+            self._sub_check_at = min(self._sub_check_at, pos + self.limit)
+            return
+        self._queues[queue] = None
         if queue.maxsize <= 0:
             self._unbounded[queue] = None
-        latest = self.latest
-        if latest is not None and (last_event_id is None or latest["id"] > last_event_id):
+        if replay:
             try:
                 queue.put_nowait(latest)
             except asyncio.QueueFull:
@@ -126,15 +159,56 @@ class TaskChannel:
         if queue.maxsize <= 0:
             self._check_in = min(self._check_in, max(1, self.limit + 1 - queue.qsize()))
 
-    def detach(self, queue: asyncio.Queue) -> bool:
+    def _make_ring(self) -> None:
+        size = 1 << self.limit.bit_length()  # more than `limit`: what a subscription may lag is intact
+        self.ring = [None] * size
+        self.mask = size - 1
+        if self.latest is not None:
+            self.ring[(self.published - 1) & self.mask] = self.latest
+
+    def detach(self, queue: asyncio.Queue | Subscription) -> bool:
         self._unbounded.pop(queue, None)
-        return self.clients.pop(queue, 0) is None
+        self._queues.pop(queue, None)
+        if self.clients.pop(queue, 0) is not None:
+            return False
+        if isinstance(queue, Subscription):
+            self.subscriptions.pop(queue, None)
+            queue._leave(self)
+            self._drop_ring_if_unread()
+        return True
+
+    def _drop_ring_if_unread(self) -> None:
+        # With no subscription left nobody reads the ring: its events are not kept alive (a joiner
+        # makes a new one, with the latest event).
+        if not self.subscriptions:
+            self.ring, self.mask = [], 0
+
+    def _check_subscriptions(self) -> None:
+        """Drop the subscriptions more than `limit` events behind, as a queue is dropped."""
+        published, limit = self.published, self.limit
+        lowest = math.inf
+        for subscription in list(self.subscriptions):
+            pos = subscription._pos
+            if published - pos > limit:
+                del self.clients[subscription], self.subscriptions[subscription]
+                subscription._leave(self, overflow_event(limit))
+                logger.warning("Task %s dropped a client that fell %d events behind", self.key, limit)
+            elif pos < lowest:
+                lowest = pos
+        self._sub_check_at = lowest + limit
+        self._drop_ring_if_unread()
 
     def close(self) -> None:
         """Forget every client: after the terminal event nothing more will be sent to them."""
         self.closed = True
         self.running = False
+        for subscription in self.subscriptions:
+            subscription._leave(self)
+        self.subscriptions.clear()
+        self._sub_check_at = math.inf
+        self._drop_ring_if_unread()
         self.clients.clear()
+        self._queues.clear()
         self._unbounded.clear()
 
     @property
@@ -146,7 +220,5 @@ class TaskChannel:
         while not queue.empty():
             queue.get_nowait()
         logger.warning("Task %s dropped a client that fell %d events behind", self.key, self.limit)
-        queue.put_nowait(
-            {"type": OVERFLOW, "data": {"reason": "client fell behind", "limit": self.limit},
-             "timestamp": None, "id": None}
-        )
+        queue.put_nowait(overflow_event(self.limit))
+

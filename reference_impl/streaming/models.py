@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABCMeta, abstractmethod
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from django.db import models
@@ -13,6 +14,7 @@ from django.utils import timezone
 
 if TYPE_CHECKING:
     from .channel import Event
+    from .subscription import Subscription
 
 logger = logging.getLogger("streaming.tasks")
 
@@ -83,13 +85,27 @@ class StreamTask(models.Model, metaclass=StreamTaskMeta):
         """Send an event to every client of this task row (and keep it for late joiners)."""
         await _coordinator().send(self, event_type, data)
 
-    async def add_client(self, queue: asyncio.Queue, last_event_id: int | None = None) -> None:
-        """Attach `queue`: it gets the latest event at once (unless `last_event_id` says it has
-        it), then every later event, up to and including the terminal one."""
+    async def add_client(self, queue: asyncio.Queue | Subscription, last_event_id: int | None = None) -> None:
+        """Attach `queue` (or a `Subscription`): it gets the latest event at once (unless
+        `last_event_id` says it has it), then every later event, up to and including the terminal
+        one."""
         await _coordinator().attach(self, queue, last_event_id)
 
-    async def remove_client(self, queue: asyncio.Queue) -> None:
+    async def remove_client(self, queue: asyncio.Queue | Subscription) -> None:
         _coordinator().detach(self, queue)
+
+    @asynccontextmanager
+    async def subscribe(self, last_event_id: int | None = None) -> AsyncIterator[Subscription]:
+        """An attached `Subscription` (the lightest in-process client; see subscription.py),
+        detached on exit. Iterating it ends after the terminal event."""
+        from .subscription import Subscription
+
+        subscription = Subscription()
+        await self.add_client(subscription, last_event_id)
+        try:
+            yield subscription
+        finally:
+            await self.remove_client(subscription)
 
     @property
     def _clients(self) -> frozenset[asyncio.Queue]:
