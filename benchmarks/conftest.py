@@ -169,11 +169,17 @@ def sut_label(sut_adapter) -> str:
 
 
 @pytest.fixture
-def contender(request: pytest.FixtureRequest, sut_label: str, bench_raw: bool) -> str:
-    """``sut`` (the implementation under test) or ``raw`` (the asyncio baseline), by parameter."""
+def contender(request: pytest.FixtureRequest, sut_adapter, sut_label: str, bench_raw: bool) -> str:
+    """``sut`` (the implementation under test, with asyncio.Queue clients), ``native`` (the same with
+    the client type of its own, if it has one: recorded as "<label>-native") or ``raw`` (the
+    asyncio baseline), by parameter."""
     which = request.param
     if which == "raw" and not bench_raw:
         pytest.skip("raw-asyncio baselines run in the reference's process (--bench-raw=yes to force)")
+    if which == "native":
+        if getattr(sut_adapter, "native_client", None) is None:
+            pytest.skip(f"{sut_adapter.name} has no in-process client type besides asyncio.Queue")
+        return f"{sut_label}-native"
     return "raw" if which == "raw" else sut_label
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from benchmarks.benchapp.models import PARK, BenchTask
@@ -58,19 +59,30 @@ class Process:
             await asyncio.sleep(0.001)
 
 
+def client_factory(adapter: Any, contender: str) -> Callable[[], Any]:
+    """What makes one client for `contender` (see the `contender` fixture): the adapter's native
+    client for "<name>-native", else an asyncio.Queue."""
+    if contender.endswith("-native"):
+        return adapter.native_client
+    return asyncio.Queue
+
+
 class Consumers:
-    """`n` client queues, each drained by a consumer task counting deliveries.
+    """`n` client queues (or clients made by `factory`, read with `get()` like a queue), each drained
+    by a consumer task counting deliveries.
 
     `expect(count)` returns a future that completes when `count` more deliveries arrived in all."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, n: int, maxsize: int = 0) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, n: int, factory: Callable[[], Any] = asyncio.Queue
+    ) -> None:
         self.loop = loop
-        self.queues = [asyncio.Queue(maxsize) for _ in range(n)]
+        self.queues = [factory() for _ in range(n)]
         self.remaining = 0
         self.done: asyncio.Future | None = None
         self.tasks = [loop.create_task(self._consume(queue)) for queue in self.queues]
 
-    async def _consume(self, queue: asyncio.Queue) -> None:
+    async def _consume(self, queue: Any) -> None:
         get = queue.get
         while True:
             await get()

@@ -1,7 +1,9 @@
 """In-process fan-out: deliveries per second (events x clients / s) to 1 ... 10,000 clients.
 
 Every client is an unbounded `asyncio.Queue` drained by a consumer task, as an in-process user
-of `add_client(queue)` writes it. A round sends `events` events through the running task's
+of `add_client(queue)` writes it; the ``native`` contender ("<implementation>-native") uses the
+implementation's own client type instead, where it has one (the reference's `Subscription`, read
+with `get()` just the same). A round sends `events` events through the running task's
 instance, yielding to the loop after every `burst` of them (a task that awaits between events),
 and ends when every consumer got every event. The raw baseline (`raw`) is the limit of the same
 loop: a plain `put_nowait` to each of the N queues, the same consumers. The figure is from the best
@@ -17,7 +19,7 @@ import pytest
 
 from benchmarks.config import sizes
 from benchmarks.figures import HIGHER, Timed, record
-from benchmarks.inproc import Consumers, Process, bounded
+from benchmarks.inproc import Consumers, Process, bounded, client_factory
 
 SIZES = sizes()
 
@@ -36,11 +38,11 @@ async def _rounds(send, consumers: Consumers, events: int, clients: int, burst: 
 
 
 @pytest.mark.parametrize("clients", SIZES.fanout_clients)
-@pytest.mark.parametrize("contender", ["sut", "raw"], indirect=True)
+@pytest.mark.parametrize("contender", ["sut", "native", "raw"], indirect=True)
 def test_fanout(benchmark, aloop, sut_adapter, contender, clients):
     benchmark.group = f"fanout-{clients}"
     events = events_for(clients)
-    consumers = Consumers(aloop, clients)
+    consumers = Consumers(aloop, clients, client_factory(sut_adapter, contender))
     if contender == "raw":
         queues = consumers.queues
 

@@ -4,6 +4,8 @@
   consumer task waits in `get()`, attached with `add_client` - the whole cost of one in-process
   client (``idle-client``), and the part the implementation adds on top of the queue and the
   consumer (``registration``). Raw baseline: the queue and the consumer, registered in a list.
+  The ``native`` contender ("<implementation>-native") makes each client with the implementation's
+  own client type instead (the reference's `Subscription`), consumed the same way.
 - a client that never reads: one attached queue nobody drains while the task sends `stuck_events`
   events of `stuck_payload` bytes; what stays allocated afterwards (an unbounded buffer keeps every
   event alive; a bounded policy keeps a few).
@@ -14,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import gc
 import tracemalloc
+from typing import Any
 
 import pytest
 
 from benchmarks.config import sizes
 from benchmarks.figures import LOWER, Timed, record
-from benchmarks.inproc import Process
+from benchmarks.inproc import Process, client_factory
 
 SIZES = sizes()
 
@@ -29,7 +32,7 @@ def _traced() -> int:
     return tracemalloc.get_traced_memory()[0]
 
 
-async def _waiter(queue: asyncio.Queue) -> None:
+async def _waiter(queue: Any) -> None:
     await queue.get()
 
 
@@ -38,10 +41,11 @@ async def _settle() -> None:
         await asyncio.sleep(0)
 
 
-@pytest.mark.parametrize("contender", ["sut", "raw"], indirect=True)
+@pytest.mark.parametrize("contender", ["sut", "native", "raw"], indirect=True)
 def test_memory_idle_client(benchmark, aloop, sut_adapter, contender):
     benchmark.group = "memory-idle"
     n = SIZES.memory_clients
+    make_client = client_factory(sut_adapter, contender)
     process = task = None
     registry: list = []
     if contender == "raw":
@@ -56,7 +60,7 @@ def test_memory_idle_client(benchmark, aloop, sut_adapter, contender):
     async def clients() -> None:
         queues, consumers = [], []
         # Warm the implementation's paths (first-use caches are not per-client costs).
-        warm = asyncio.Queue()
+        warm = make_client()
         await attach(warm)
         if task is not None:
             await task.remove_client(warm)
@@ -64,7 +68,7 @@ def test_memory_idle_client(benchmark, aloop, sut_adapter, contender):
         try:
             before = _traced()
             for _ in range(n):
-                queue = asyncio.Queue()
+                queue = make_client()
                 queues.append(queue)
                 consumers.append(asyncio.get_running_loop().create_task(_waiter(queue)))
             await _settle()
@@ -91,15 +95,17 @@ def test_memory_idle_client(benchmark, aloop, sut_adapter, contender):
         aloop.run_until_complete(process.finish(task))
 
 
-def test_memory_stuck_client(benchmark, aloop, sut_adapter, sut_label):
+@pytest.mark.parametrize("contender", ["sut", "native"], indirect=True)
+def test_memory_stuck_client(benchmark, aloop, sut_adapter, contender):
     benchmark.group = "memory-stuck"
+    make_client = client_factory(sut_adapter, contender)
     process = Process(sut_adapter)
     task = aloop.run_until_complete(process.start_parked())
     pad = "x" * SIZES.stuck_payload
     result: dict[str, int] = {}
 
     async def stuck() -> None:
-        queue: asyncio.Queue = asyncio.Queue()
+        queue = make_client()
         await task.send_event("progress", {"i": -1, "pad": pad})  # warm, and a latest event
         tracemalloc.start()
         try:
@@ -117,6 +123,6 @@ def test_memory_stuck_client(benchmark, aloop, sut_adapter, sut_label):
     timed = Timed(lambda: aloop.run_until_complete(stuck()), warmup=0)
     benchmark.pedantic(timed, rounds=1, iterations=1)
     # Tens of KiB move with incidental allocations; the design difference is in MiB.
-    record(benchmark, "memory/stuck-client", sut_label, result["held"], "B", LOWER, noise_floor=64 * 1024,
+    record(benchmark, "memory/stuck-client", contender, result["held"], "B", LOWER, noise_floor=64 * 1024,
            events=SIZES.stuck_events, payload=SIZES.stuck_payload, queued=result["queued"])
     aloop.run_until_complete(process.finish(task))

@@ -73,6 +73,9 @@ class Adapter(Protocol):
 #   django_settings: dict[str, Any]  extra Django settings for the implementation under the harness
 #   def buffer_limit(self) -> int | None  the per-client buffer bound the implementation documents
 #       under those settings (S8.2 holds it to that, and never to more than the spec's bound)
+#   def native_client(self) -> Any  a new client of the implementation's own in-process kind, which
+#       `add_client`/`remove_client` accept beside an asyncio.Queue and which reads like one (`get`,
+#       `get_nowait`, `qsize`); the benchmarks measure it as the contender "<name>-native"
 
 REQUIRED = ("name", "installed_apps", "task_base", "versions", "new_process", "persisted")
 

@@ -59,6 +59,12 @@ class ReferenceAdapter:
 
         return streaming_settings().client_buffer
 
+    def native_client(self) -> Any:
+        """A `Subscription`: reads the task's shared ring of events instead of a queue of its own."""
+        from reference_impl.streaming.subscription import Subscription
+
+        return Subscription()
+
     def versions(self) -> dict[str, str]:
         try:
             own = version("streamspec")
