@@ -13,4 +13,5 @@ def test_the_unbounded_buffer_mutant_fails_s8_2_where_the_reference_passes(sut_a
         outcome = run_program(sut_adapter, STALLED_UNDER_A_FLOOD)
     assert outcome.verdict("S8.2") == "fail"
     explanation = outcome.result("S8.2").violations[0].explanation
-    assert "the bound is 8 (the implementation's documented bound)" in explanation
+    limit = sut_adapter.buffer_limit()
+    assert f"the bound is {limit} (the implementation's documented bound)" in explanation

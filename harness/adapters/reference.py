@@ -52,7 +52,7 @@ class ReferenceAdapter:
     task_base = "reference_impl.streaming.models.StreamTask"
     # A small client buffer: a client that stops reading overflows within a few events, so the
     # scenarios reach the overflow path (S8.2) in a handful of steps instead of a thousand.
-    django_settings = {"STREAMING_CLIENT_BUFFER": 8}
+    django_settings = {"STREAMING_CLIENT_BUFFER": 2}
 
     def buffer_limit(self) -> int | None:
         from reference_impl.streaming.conf import streaming_settings
