@@ -20,6 +20,19 @@ from tests.http_server import (
 )
 
 
+@pytest.fixture
+def reference_defaults() -> Iterator[None]:
+    """The reference's own default client buffer, for its unit tests: under the harness its adapter
+    sets a tiny one (so the search reaches overflows), which tests that read at their own pace would
+    trip over."""
+    from django.test import override_settings
+
+    from reference_impl.streaming.conf import _DEFAULTS
+
+    with override_settings(STREAMING_CLIENT_BUFFER=_DEFAULTS["STREAMING_CLIENT_BUFFER"]):
+        yield
+
+
 @pytest.fixture(scope="session")
 def http_server() -> Iterator[ServerProcess]:
     """One server process for the session, on a free TCP port, with a short keep-alive."""

@@ -18,6 +18,7 @@ from reference_impl.streaming.coordinator import TaskCoordinator, coordinator
 from reference_impl.streaming.models import StreamTask, TaskStatus
 from tests.reference_support import APP, EntryCounter, drain, gaps
 
+pytestmark = pytest.mark.usefixtures("reference_defaults")
 
 @pytest.fixture(autouse=True)
 def clean_coordinator():

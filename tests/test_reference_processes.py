@@ -22,6 +22,8 @@ from tests.reference_support import APP, EntryCounter, drain, gaps
 FAST = {"STREAMING_POLL_SECONDS": 0.01, "STREAMING_LEASE_SECONDS": 0.3}
 
 
+pytestmark = pytest.mark.usefixtures("reference_defaults")
+
 @pytest.fixture(autouse=True)
 def fast_relay():
     with override_settings(**FAST):

@@ -18,6 +18,8 @@ from reference_impl.streaming.events import Event
 from reference_impl.streaming.subscription import Subscription
 from tests.reference_support import APP, drain, gaps
 
+pytestmark = pytest.mark.usefixtures("reference_defaults")
+
 
 @pytest.fixture(autouse=True)
 def clean_coordinator():
@@ -36,6 +38,7 @@ ops = st.lists(
         st.tuples(st.just("join"), st.sampled_from([None, 0, -1, 1])),
         st.tuples(st.just("read"), st.integers(1, 6)),
         st.tuples(st.just("leave"), st.integers(0, 5)),
+        st.tuples(st.just("rejoin"), st.integers(0, 5)),
         st.tuples(st.just("end"), st.just(0)),
     ),
     max_size=40,
@@ -77,6 +80,10 @@ def test_a_subscription_reads_what_a_queue_attached_at_the_same_moment_reads(pro
         elif op == "leave" and pairs:
             queue, subscription, _, _ = pairs[arg % len(pairs)]
             assert channel.detach(queue) == channel.detach(subscription)
+        elif op == "rejoin" and pairs and not channel.closed:  # attached again, maybe still unread
+            queue, subscription, _, _ = pairs[arg % len(pairs)]
+            channel.attach(queue)
+            channel.attach(subscription)
         elif op == "end" and not channel.closed:
             seq += 1
             channel.publish(Event("complete", {"final_value": seq}, "t", seq))

@@ -20,6 +20,7 @@ __all__ = ["OVERFLOW", "TERMINAL_TYPES", "Event", "TaskChannel", "overflow_event
 
 logger = logging.getLogger("streaming.channel")
 
+
 class TaskChannel:
     """Clients, latest event and event sequence of one task row, within one coordinator.
 
@@ -31,6 +32,9 @@ class TaskChannel:
     and receives one ``overflow`` event, after which nothing more. A reader that gets ``overflow``
     reconnects (over SSE, with Last-Event-ID) and resumes from the latest event. The task and the
     other clients never wait for a slow reader.
+
+    Clients are queues, each put every event, or `Subscription`s, which read a ring of the recent
+    events that exists while any of them is attached; both get the same events (subscription.py).
     """
 
     __slots__ = (
@@ -143,10 +147,9 @@ class TaskChannel:
         if isinstance(queue, Subscription):
             if not self.ring:
                 self._make_ring()
-            pos = self.published - 1 if replay else self.published
-            queue._join(self, pos)
+            queue._join(self, self.published - 1 if replay else self.published)
             self.subscriptions[queue] = None
-            self._sub_check_at = min(self._sub_check_at, pos + self.limit)
+            self._sub_check_at = min(self._sub_check_at, queue._start + self.limit)
             return
         self._queues[queue] = None
         if queue.maxsize <= 0:
@@ -188,7 +191,7 @@ class TaskChannel:
         published, limit = self.published, self.limit
         lowest = math.inf
         for subscription in list(self.subscriptions):
-            pos = subscription._pos
+            pos = subscription._start
             if published - pos > limit:
                 del self.clients[subscription], self.subscriptions[subscription]
                 subscription._leave(self, overflow_event(limit))
@@ -221,4 +224,3 @@ class TaskChannel:
             queue.get_nowait()
         logger.warning("Task %s dropped a client that fell %d events behind", self.key, self.limit)
         queue.put_nowait(overflow_event(self.limit))
-

@@ -41,8 +41,9 @@ class Subscription:
         self._channel: TaskChannel | None = None
         # The channel's publish count of the next event to read.
         self._pos = 0
-        # Events for this client alone, read after the channel's: a stored terminal event, the
-        # overflow notice, and what it had not read yet when it left its channel.
+        # Events for this client alone, read before the channel's: a stored terminal event, the
+        # overflow notice, and what it had not read yet when it left its channel (all of them come
+        # while it reads nothing from a channel, so they are never read out of order).
         self._private: deque[Any] | None = None
         self._waiter: asyncio.Future | None = None
         # Iteration returned the terminal or overflow event: it ends.
@@ -59,6 +60,12 @@ class Subscription:
         self._left = False
         self._wake()  # a reader waiting since before it joined now waits on the channel
 
+    @property
+    def _start(self) -> int:
+        """Where its unread events begin, in the channel's publish count: its lag is measured from
+        here (what it was handed alone counts too, as in a queue)."""
+        return self._pos - (len(self._private) if self._private else 0)
+
     def _leave(self, channel: TaskChannel, overflow: dict[str, Any] | None = None) -> None:
         """Detached: what was published while it was attached stays readable (the ring will be
         overwritten), as a queue keeps what was put into it; dropped: only the `overflow` notice."""
@@ -66,10 +73,9 @@ class Subscription:
             self._private = deque([overflow])
         elif self._pos < channel.published:
             ring, mask = channel.ring, channel.mask
-            rest = deque(ring[i & mask] for i in range(self._pos, channel.published))
-            if self._private:
-                rest.extend(self._private)
-            self._private = rest
+            if self._private is None:
+                self._private = deque()
+            self._private.extend(ring[i & mask] for i in range(self._pos, channel.published))
         self._channel = None
         self._left = True
         self._wake()
@@ -100,14 +106,14 @@ class Subscription:
 
     def get_nowait(self) -> Any:
         """The next event; `asyncio.QueueEmpty` if there is none yet."""
+        if self._private:
+            return self._private.popleft()
         channel = self._channel
         if channel is not None:
             pos = self._pos
             if pos < channel.published:
                 self._pos = pos + 1
                 return channel.ring[pos & channel.mask]
-        if self._private:
-            return self._private.popleft()
         raise asyncio.QueueEmpty
 
     def get(self) -> Coroutine[Any, Any, Any]:
@@ -133,11 +139,11 @@ class Subscription:
             if iterating and self._done:
                 raise StopAsyncIteration
             channel = self._channel
-            if channel is not None and self._pos < channel.published:
+            if self._private:
+                event = self._private.popleft()
+            elif channel is not None and self._pos < channel.published:
                 event = channel.ring[self._pos & channel.mask]
                 self._pos += 1
-            elif self._private:
-                event = self._private.popleft()
             else:
                 if iterating and self._left:
                     raise StopAsyncIteration
