@@ -667,7 +667,12 @@ def mutants_command(args: argparse.Namespace, *, out_stream: Any = None) -> int:
         print(f"SURVIVED: {', '.join(survivors)}", file=out_stream)
     if false_alarms:
         print(f"the clean implementation failed on seeds {false_alarms}", file=out_stream)
-    return EXIT_VIOLATED if survivors or false_alarms else EXIT_OK
+    # Against an implementation they fail, the example tests kill every mutant: a meaningless column.
+    broken_examples = sorted(name for name, failure in clean.items() if failure)
+    if broken_examples:
+        print(f"the example-based tests fail on the clean implementation: {', '.join(broken_examples)}",
+              file=out_stream)
+    return EXIT_VIOLATED if survivors or false_alarms or broken_examples else EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

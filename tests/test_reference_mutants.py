@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from scenarios import run_program
-from tests.mutants import BY_NAME
+from tests.mutants import BY_NAME, run_baseline
 from tests.test_scenarios import STALLED_UNDER_A_FLOOD
 
 
@@ -15,3 +15,12 @@ def test_the_unbounded_buffer_mutant_fails_s8_2_where_the_reference_passes(sut_a
     explanation = outcome.result("S8.2").violations[0].explanation
     limit = sut_adapter.buffer_limit()
     assert f"the bound is {limit} (the implementation's documented bound)" in explanation
+
+
+def test_the_example_baseline_passes_the_reference_and_catches_the_seeds_bug():
+    # Run under the harness adapter's settings (a 2-event client buffer): the baseline must still
+    # judge the reference as configured by default, or it "kills" every mutant for nothing.
+    clean = run_baseline(None)
+    assert clean and not any(clean.values()), clean
+    seeds_bug = run_baseline("state_on_the_object")
+    assert seeds_bug["instance_consistency"] == "the second lookup returned another object"
