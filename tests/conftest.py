@@ -33,6 +33,16 @@ def reference_defaults() -> Iterator[None]:
         yield
 
 
+@pytest.fixture
+def fresh_coordinator() -> Iterator[object]:
+    """The reference's process-wide coordinator, empty when a test starts and after it ends."""
+    from reference_impl.streaming.coordinator import coordinator
+
+    coordinator.__init__()
+    yield coordinator
+    coordinator.__init__()
+
+
 @pytest.fixture(scope="session")
 def http_server() -> Iterator[ServerProcess]:
     """One server process for the session, on a free TCP port, with a short keep-alive."""

@@ -18,14 +18,8 @@ from reference_impl.streaming.coordinator import TaskCoordinator, coordinator
 from reference_impl.streaming.models import StreamTask, TaskStatus
 from tests.reference_support import APP, EntryCounter, drain, gaps
 
-pytestmark = pytest.mark.usefixtures("reference_defaults")
-
-@pytest.fixture(autouse=True)
-def clean_coordinator():
-    """Each test starts with an empty process-wide coordinator and must leave it empty."""
-    coordinator.__init__()
-    yield coordinator
-    coordinator.__init__()
+# Each test starts with an empty process-wide coordinator and must leave it empty.
+pytestmark = pytest.mark.usefixtures("reference_defaults", "fresh_coordinator")
 
 
 async def sent_start(task) -> None:

@@ -18,14 +18,8 @@ from reference_impl.streaming.events import Event
 from reference_impl.streaming.subscription import Subscription
 from tests.reference_support import APP, drain, gaps
 
-pytestmark = pytest.mark.usefixtures("reference_defaults")
-
-
-@pytest.fixture(autouse=True)
-def clean_coordinator():
-    coordinator.__init__()
-    yield coordinator
-    coordinator.__init__()
+# Each test starts with an empty process-wide coordinator and must leave it empty.
+pytestmark = pytest.mark.usefixtures("reference_defaults", "fresh_coordinator")
 
 
 # -- the channel: a subscription reads what a queue attached with it reads --------------------------
