@@ -316,3 +316,62 @@ async def test_the_log_stores_events_as_sent_and_refuses_a_taken_number():
     assert dict(await relay.latest(key)) == {**sent[2], "timestamp": ""}
     with pytest.raises(IntegrityError):
         await relay.append(key, relay.Event("progress", {}, "t", 2))
+
+
+
+async def relay_finding_the_end_problems(monkeypatch, fixed: bool = True) -> list[str]:
+    """The task ends in its own process just after the relay of another process read the log: the
+    relay then finds the row finished. Its client must still get every event, in order.
+    `fixed=False` skips the relay's read of the log after it found the row finished (the fix)."""
+    p0, p1 = TaskCoordinator("p0"), TaskCoordinator("p1")
+    task = await SignalTask.objects.acreate()
+    await in_process(p0, lambda: p0.get_task_instance(APP, "SignalTask", task.pk))
+    remote: asyncio.Queue = asyncio.Queue()
+
+    async def join_in_p1():
+        found = await p1.get_task_instance(APP, "SignalTask", task.pk)
+        await found.add_client(remote)
+
+    await in_process(p1, join_in_p1)
+    async with asyncio.timeout(5):
+        first = await remote.get()  # `start`, relayed: p1 follows the log from now on
+    read_log, armed, fired = relay.after, [True], []
+
+    async def after_then_the_task_ends(key, seq):
+        events = await read_log(key, seq)
+        if armed and armed.pop():  # the next relay poll: the task ends right after its read
+            await SignalTask.release(task.pk)
+            await p0.join()
+            fired.append(True)
+        return events
+
+    monkeypatch.setattr(relay, "after", after_then_the_task_ends)
+    if not fixed:
+        catch_up = TaskCoordinator._catch_up
+
+        async def without_the_read_after_the_end(self, key, channel):
+            if fired and fired.pop():
+                return False
+            return await catch_up(self, key, channel)
+
+        monkeypatch.setattr(TaskCoordinator, "_catch_up", without_the_read_after_the_end)
+    rest, ended = await drain(remote, timeout=5)
+    await settle(p0, p1)
+    events = [first, *rest]
+    problems = gaps(events)
+    if not ended:
+        problems.append("the remote client never got the terminal event")
+    if [e["type"] for e in events] != ["start", "released", "complete"]:
+        problems.append(f"the remote client got {[e['type'] for e in events]}")
+    return problems
+
+
+@pytest.mark.clause("S2")
+async def test_a_relay_that_finds_the_task_finished_first_delivers_what_was_logged_meanwhile(monkeypatch):
+    assert await relay_finding_the_end_problems(monkeypatch) == []
+
+
+@pytest.mark.clause("S2")
+async def test_relay_end_probe_fails_when_the_relay_ends_with_the_stored_terminal_alone(monkeypatch):
+    problems = await relay_finding_the_end_problems(monkeypatch, fixed=False)
+    assert "event 3 followed event 1" in problems, problems

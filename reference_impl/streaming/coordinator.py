@@ -475,7 +475,11 @@ class TaskCoordinator:
                 if channel.running or channel.closed:
                     return
                 if row is None or row.is_finished:
-                    self._end(channel, _stored_terminal(row, channel))
+                    # What was logged after the catch-up above (up to the terminal event) comes
+                    # first: ending with the stored terminal event alone would skip it (S2).
+                    await self._catch_up(key, channel)
+                    if not channel.closed:
+                        self._end(channel, _stored_terminal(row, channel))
                     return
                 if row.status == TaskStatus.RUNNING and (
                     row.lease_expires_at is None or row.lease_expires_at < self.clock()
