@@ -375,3 +375,62 @@ async def test_a_relay_that_finds_the_task_finished_first_delivers_what_was_logg
 async def test_relay_end_probe_fails_when_the_relay_ends_with_the_stored_terminal_alone(monkeypatch):
     problems = await relay_finding_the_end_problems(monkeypatch, fixed=False)
     assert "event 3 followed event 1" in problems, problems
+
+
+async def heartbeat_before_claim_problems(monkeypatch) -> list[str]:
+    """A task started while another runs (the heartbeat is on) whose claim is slow: a lease renewal
+    falls between its start and its claim. It must still run once and leave nothing behind."""
+    counter = EntryCounter(monkeypatch, ExampleTask)
+    p0 = TaskCoordinator("p0")
+    first = await SignalTask.objects.acreate()
+    await in_process(p0, lambda: p0.get_task_instance(APP, "SignalTask", first.pk))
+    claim = TaskCoordinator._claim
+
+    async def slow_claim(self, task):
+        if isinstance(task, ExampleTask):
+            await asyncio.sleep(0.25)  # more than a renewal period (lease 0.3 s / 3)
+        return await claim(self, task)
+
+    monkeypatch.setattr(TaskCoordinator, "_claim", slow_claim)
+    second = await ExampleTask.objects.acreate(message="late claim")
+    queue: asyncio.Queue = asyncio.Queue()
+
+    async def start_second():
+        instance = await p0.get_task_instance(APP, "ExampleTask", second.pk)
+        await instance.add_client(queue)
+
+    await in_process(p0, start_second)
+    _, ended = await drain(queue, timeout=5)
+    await SignalTask.release(first.pk)
+    problems = []
+    try:
+        await settle(p0)
+    except TimeoutError:
+        problems.append("p0 never settled: it keeps a task that will never run")
+    if counter.count != 1:
+        problems.append(f"process() ran {counter.count} times")
+    if not ended:
+        problems.append("its client never got the terminal event")
+    left = {k: v for k, v in p0.resources().items() if v}
+    if left:
+        problems.append(f"p0 still holds {left}")
+    return problems
+
+
+@pytest.mark.clause("S8")
+async def test_a_renewal_before_a_slow_claim_does_not_cancel_the_task(monkeypatch):
+    assert await heartbeat_before_claim_problems(monkeypatch) == []
+
+
+@pytest.mark.clause("S8")
+async def test_renewal_probe_fails_when_unclaimed_tasks_are_renewed(monkeypatch):
+    start_task = TaskCoordinator.start_task
+
+    async def owner_set_before_the_claim(self, task_instance, app_name=None, model_name=None):
+        # The renewal's check passes for a task not claimed yet: what the fix guards against.
+        task_instance.owner = self.token
+        await start_task(self, task_instance, app_name, model_name)
+
+    monkeypatch.setattr(TaskCoordinator, "start_task", owner_set_before_the_claim)
+    problems = await heartbeat_before_claim_problems(monkeypatch)
+    assert "p0 never settled: it keeps a task that will never run" in problems, problems

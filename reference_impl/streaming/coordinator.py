@@ -283,6 +283,10 @@ class TaskCoordinator:
             await asyncio.sleep(conf.lease_seconds / 3)
             until = self.clock() + timedelta(seconds=conf.lease_seconds)
             for key, task in list(self._instances.items()):
+                if task.owner != self.token:
+                    # Not claimed yet (its run has not reached the claim): nothing to renew, and
+                    # no renewal must be mistaken for the lease being lost to another process.
+                    continue
                 renewed = await type(task)._default_manager.filter(pk=task.pk, owner=self.token).exclude(
                     status__in=FINISHED
                 ).aupdate(lease_expires_at=until)
