@@ -180,7 +180,7 @@ class TaskCoordinator:
             if claim == "elsewhere":
                 follow = True  # a live process runs it: relay its events to our clients instead
                 return
-            if not await self._resume(key, task, channel):
+            if claim != "fresh" and not await self._resume(key, task, channel):
                 return
             self._start_heartbeat()
             logger.info("Task %s started", key)
@@ -217,11 +217,19 @@ class TaskCoordinator:
                     del self._channels[key]
 
     async def _claim(self, task: StreamTask) -> str:
-        """Take the row: "claimed"; it already finished (a stale instance): "finished"; a live
-        process holds it: "elsewhere"."""
+        """Take the row: "fresh" if it never ran, "claimed" if it ran before (its log may hold
+        events to resume from); it already finished (a stale instance): "finished"; a live process
+        holds it: "elsewhere"."""
         now = self.clock()
         lease = timedelta(seconds=streaming_settings().lease_seconds)
         manager = type(task)._default_manager
+        # The common case first, in one simple statement: a row still pending was never claimed,
+        # so nothing was logged for it and there is nothing to resume (no read of the log).
+        if await manager.filter(pk=task.pk, status=TaskStatus.PENDING, completed_at__isnull=True).aupdate(
+            status=TaskStatus.RUNNING, owner=self.token, lease_expires_at=now + lease, updated_at=now
+        ):
+            task.status, task.owner, task.lease_expires_at = TaskStatus.RUNNING, self.token, now + lease
+            return "fresh"
         claimable = (
             Q(status=TaskStatus.PENDING) | Q(owner=self.token)
             | Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
@@ -309,6 +317,7 @@ class TaskCoordinator:
             await self._commit_end(task, terminal, status=TaskStatus.COMPLETED, completed_at=timezone.now(),
                                    final_value=result, owner="", lease_expires_at=None)
             channel.publish(terminal)
+            task._streaming_outcome_stored = True
         task.last_event = dict(terminal)
         await task.mark_completed(final_value=result)
         self._end(channel, terminal)

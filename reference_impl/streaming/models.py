@@ -124,13 +124,18 @@ class StreamTask(models.Model, metaclass=StreamTaskMeta):
         """Persist the task as completed. The coordinator calls it with `process()`'s return value;
         called on a task that is not running, it also ends the streams of its clients."""
         logger.info("Task %s marked completed", self.pk)
-        self.status = TaskStatus.COMPLETED
-        self.completed_at = timezone.now()
-        self.final_value = final_value
-        self.owner, self.lease_expires_at = "", None
-        await self.asave(update_fields=[
-            "status", "completed_at", "final_value", "last_event", "owner", "lease_expires_at", "updated_at",
-        ])
+        stored = self.__dict__.pop("_streaming_outcome_stored", False)
+        if not (stored and self.status == TaskStatus.COMPLETED and self.final_value is final_value):
+            # (Skipped when the coordinator just stored this very outcome with the terminal event,
+            # in one transaction: writing it again would cost a statement per task for nothing.)
+            self.status = TaskStatus.COMPLETED
+            self.completed_at = timezone.now()
+            self.final_value = final_value
+            self.owner, self.lease_expires_at = "", None
+            await self.asave(update_fields=[
+                "status", "completed_at", "final_value", "last_event", "owner", "lease_expires_at",
+                "updated_at",
+            ])
         await _coordinator().finished_elsewhere(self)
 
     async def process_generator(self, generator: AsyncGenerator[Any, None]) -> Any:
