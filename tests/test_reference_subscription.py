@@ -271,3 +271,18 @@ async def test_a_reader_waiting_before_the_subscription_joined_gets_the_events()
     await SignalTask.release(task.pk)
     assert [e["type"] for e in await reader] == ["start", "released", "complete"]
     await coordinator.join()
+
+
+async def test_a_subscription_attached_again_after_its_end_reads_the_next_task():
+    # One client object reused for a second task, as a queue can be: its first iteration ended
+    # with the terminal event, the second must not end before it read anything.
+    subscription = Subscription()
+    for message in ("first", "second"):
+        task = await ExampleTask.objects.acreate(message=message)
+        await task.add_client(subscription)
+        await coordinator.start_task(task)
+        events = await events_of(subscription)
+        await task.remove_client(subscription)
+        assert [e["type"] for e in events] == ["start", "progress", "progress", "progress", "complete"]
+        assert events[-1]["data"]["message"] == message
+        await coordinator.join()

@@ -58,6 +58,7 @@ class Subscription:
         self._channel = channel
         self._pos = pos
         self._left = False
+        self._done = False  # attached again after its iteration ended: it reads this stream anew
         self._wake()  # a reader waiting since before it joined now waits on the channel
 
     @property
