@@ -339,7 +339,9 @@ async def relay_finding_the_end_problems(monkeypatch, fixed: bool = True) -> lis
 
     async def after_then_the_task_ends(key, seq):
         events = await read_log(key, seq)
-        if armed and armed.pop():  # the next relay poll: the task ends right after its read
+        channel = p1._channels.get(key)
+        polling = channel is not None and asyncio.current_task() is channel.follower
+        if polling and armed and armed.pop():  # the next relay poll: the task ends right after its read
             await SignalTask.release(task.pk)
             await p0.join()
             fired.append(True)
@@ -434,3 +436,119 @@ async def test_renewal_probe_fails_when_unclaimed_tasks_are_renewed(monkeypatch)
     monkeypatch.setattr(TaskCoordinator, "start_task", owner_set_before_the_claim)
     problems = await heartbeat_before_claim_problems(monkeypatch)
     assert "p0 never settled: it keeps a task that will never run" in problems, problems
+
+
+def claims_held_in(coordinator: TaskCoordinator, monkeypatch) -> asyncio.Event:
+    """Make `coordinator`'s claims wait until the returned event is set (other processes claim as
+    usual): the window in which a start here does not know yet where the task runs."""
+    gate = asyncio.Event()
+    claim = TaskCoordinator._claim
+
+    async def held(self, task):
+        if self is coordinator:
+            await gate.wait()
+        return await claim(self, task)
+
+    monkeypatch.setattr(TaskCoordinator, "_claim", held)
+    return gate
+
+
+async def stale_start_problems(monkeypatch, fixed: bool = True) -> list[str]:
+    """p0 has a client of a task that p1 runs, then starts it itself through a stale object; the
+    task finishes in p1 while p0's claim is pending, so the claim finds it finished. The client
+    must still get every event p1 logged, in order, not the stored end alone (found by the harness,
+    family `restarts`). `fixed=False` skips the delivery of the logged events at the claim."""
+    if not fixed:
+        async def nothing_delivered(self, key, channel):
+            return None
+
+        monkeypatch.setattr(TaskCoordinator, "_deliver_logged", nothing_delivered)
+    p0, p1 = TaskCoordinator("p0"), TaskCoordinator("p1")
+    gate = claims_held_in(p0, monkeypatch)
+    task = await SignalTask.objects.acreate()
+    client: asyncio.Queue = asyncio.Queue()
+    await in_process(p0, lambda: task.add_client(client))  # nothing runs it yet: p0 follows the log
+    await in_process(p1, lambda: p1.get_task_instance(APP, "SignalTask", task.pk))
+    async with asyncio.timeout(5):
+        first = await client.get()  # `start`, relayed from p1's log
+    await in_process(p0, lambda: p0.start_task(task))  # stale: p1 runs it; p0's claim waits
+    await SignalTask.release(task.pk)
+    await p1.join()
+    gate.set()
+    rest, ended = await drain(client, timeout=5)
+    await settle(p0, p1)
+    events = [first, *rest]
+    problems = gaps(events)
+    if not ended:
+        problems.append("the client never got the terminal event")
+    if [e["type"] for e in events] != ["start", "released", "complete"]:
+        problems.append(f"the client got {[e['type'] for e in events]}")
+    return problems
+
+
+@pytest.mark.clause("S2")
+async def test_a_start_that_finds_the_task_finished_elsewhere_delivers_what_was_logged(monkeypatch):
+    assert await stale_start_problems(monkeypatch) == []
+
+
+@pytest.mark.clause("S2")
+async def test_stale_start_probe_fails_when_the_claim_ends_streams_with_the_stored_end_alone(monkeypatch):
+    problems = await stale_start_problems(monkeypatch, fixed=False)
+    assert "event 3 followed event 1" in problems, problems
+
+
+async def joined_while_claiming_problems(monkeypatch, fixed: bool = True) -> list[str]:
+    """p1 runs a task that sent 3 events; p0 starts it too (a lookup), and a client joins in p0
+    while p0's claim is pending; p1 sends one more event before the claim says "elsewhere". The
+    client's first event must be the latest one sent before it joined (3), then every later one.
+    `fixed=False` is the attach of before the fix: a start here counted as delivering from the
+    start, so the joiner read nothing, and the relay began at the start of the log."""
+    if not fixed:
+        from reference_impl.streaming.channel import TaskChannel
+
+        async def nothing_delivered(self, key, channel):
+            return None
+
+        monkeypatch.setattr(TaskChannel, "live", property(lambda self: self.running))
+        monkeypatch.setattr(TaskCoordinator, "_deliver_logged", nothing_delivered)
+    p0, p1 = TaskCoordinator("p0"), TaskCoordinator("p1")
+    gate = claims_held_in(p0, monkeypatch)
+    task = await SignalTask.objects.acreate()
+    await in_process(p1, lambda: p1.get_task_instance(APP, "SignalTask", task.pk))
+    running = p1._instances[task.stream_key]
+
+    async def send(n: int) -> None:
+        for i in range(n):
+            await running.send_event("progress", {"i": i})
+
+    await in_process(p1, lambda: send(2))  # events 2 and 3, after `start`
+    client: asyncio.Queue = asyncio.Queue()
+
+    async def join_in_p0():
+        found = await p0.get_task_instance(APP, "SignalTask", task.pk)  # starts it: claim pending
+        await found.add_client(client)
+
+    await in_process(p0, join_in_p0)
+    await in_process(p1, lambda: send(1))  # event 4, after the join, before the claim's answer
+    gate.set()
+    await asyncio.sleep(0.05)
+    await SignalTask.release(task.pk)
+    events, ended = await drain(client, timeout=5)
+    await settle(p0, p1)
+    problems = gaps(events)
+    if not events or events[0]["id"] != 3:
+        problems.append(f"the joiner's first event was {events[0]['id'] if events else None}, not 3")
+    if not ended:
+        problems.append("the joiner never got the terminal event")
+    return problems
+
+
+@pytest.mark.clause("S3")
+async def test_a_client_that_joins_while_a_start_claims_gets_the_latest_event_then_the_rest(monkeypatch):
+    assert await joined_while_claiming_problems(monkeypatch) == []
+
+
+@pytest.mark.clause("S3")
+async def test_claiming_join_probe_fails_when_a_start_counts_as_delivering(monkeypatch):
+    problems = await joined_while_claiming_problems(monkeypatch, fixed=False)
+    assert "the joiner's first event was 1, not 3" in problems, problems

@@ -42,6 +42,7 @@ class TaskChannel:
         "_queues",
         "_sub_check_at",
         "_unbounded",
+        "claimed",
         "clients",
         "closed",
         "ended",
@@ -56,6 +57,7 @@ class TaskChannel:
         "running",
         "seq",
         "subscriptions",
+        "synced",
     )
 
     def __init__(self, key: Hashable, limit: int, seq: int = 0) -> None:
@@ -73,12 +75,18 @@ class TaskChannel:
         self.latest: Event | None = None
         # The terminal event, once there is one: nothing is sent after it.
         self.ended: Event | None = None
+        # A run of the task was started here; `claimed`: it holds the row, so it delivers the
+        # events itself (until then it may turn out to run elsewhere, or to have finished).
         self.running = False
+        self.claimed = False
         self.closed = False
         # The task running in another process, this channel relays the event log (coordinator).
         self.follower: asyncio.Task | None = None
         # Set when another process took the task over from this one.
         self.lost = False
+        # Its clients were given the event log up to `seq` (it read the log for them): what they
+        # are owed from the log is what follows `seq`, not just the latest event.
+        self.synced = False
         # Events published so far; the last `len(ring)` of them are kept in `ring`, once a
         # subscription joined, for subscriptions to read at their own pace (event n in slot n & mask).
         self.published = 0
@@ -88,6 +96,11 @@ class TaskChannel:
         # The publish count past which a subscription may lag more than `limit` (the subscriptions'
         # lags are read then, not on every publish; see `_check_subscriptions`).
         self._sub_check_at = math.inf
+
+    @property
+    def live(self) -> bool:
+        """The task runs here and delivers its own events (not merely started and claiming)."""
+        return self.running and self.claimed
 
     def make_event(self, event_type: str, data: Any, timestamp: str) -> Event:
         """Number the next event without delivering it (the terminal event is persisted first)."""

@@ -163,7 +163,7 @@ class TaskCoordinator:
             logger.info("Task %s already finished; not running it again", key)
             return
         channel = self._channel(key)
-        channel.running = True
+        channel.running, channel.claimed = True, False
         self._instances[key] = task_instance
         self._tasks[key] = asyncio.get_running_loop().create_task(
             self._run(key, task_instance, channel), name=f"stream-task {key[0]}:{key[1]}"
@@ -175,11 +175,15 @@ class TaskCoordinator:
         try:
             claim = await self._claim(task)
             if claim == "finished":
-                await self._replay_stored_end(task, channel)
+                await self._replay_stored_end(key, task, channel)
                 return
             if claim == "elsewhere":
-                follow = True  # a live process runs it: relay its events to our clients instead
+                # A live process runs it: relay its events to our clients instead, from what they
+                # were not given yet.
+                await self._deliver_logged(key, channel)
+                follow = True
                 return
+            channel.claimed = True
             if claim != "fresh" and not await self._resume(key, task, channel):
                 return
             self._start_heartbeat()
@@ -363,15 +367,44 @@ class TaskCoordinator:
             channel.publish(terminal)
         channel.close()
 
-    async def _replay_stored_end(self, task: StreamTask, channel: TaskChannel) -> None:
-        """The claim found the row finished: the instance was stale. Bring it up to date (callers
-        may hold it) and end its clients' streams with the stored terminal event."""
+    async def _replay_stored_end(self, key: Key, task: StreamTask, channel: TaskChannel) -> None:
+        """The claim found the row finished: the instance was stale (the task may have run in
+        another process while this one claimed it). Bring it up to date (callers may hold it),
+        give its clients what was logged that they were not given, and end their streams with the
+        stored terminal event."""
         try:
             await task.arefresh_from_db()
         except type(task).DoesNotExist:
             self._end(channel, _stored_terminal(None, channel))
             return
-        self._end(channel, _stored_terminal(task, channel))
+        await self._deliver_logged(key, channel)
+        if not channel.closed:
+            self._end(channel, _stored_terminal(task, channel))
+
+    async def _deliver_logged(self, key: Key, channel: TaskChannel) -> None:
+        """The claim found the task running elsewhere or finished, so this process will not send
+        its events: its clients get them from the log. Clients that joined while the claim ran
+        were registered without any replay (nothing was known here yet), and clients of a channel
+        that followed the log are owed what followed its position: everything after `seq` if the
+        channel read the log for its clients before (S2), else the latest logged event (S3)."""
+        if not streaming_settings().event_log or channel.closed or not channel.clients:
+            return
+        if channel.synced:
+            events = await relay.after(key, channel.seq)
+        else:
+            last = await relay.latest(key)
+            events = [] if last is None else [last]
+        channel.synced = True
+        for event in events:
+            if channel.closed:
+                break
+            if event["id"] <= channel.seq:
+                continue  # a joiner's read of the log delivered it meanwhile
+            channel.seq = event["id"]
+            if event.is_terminal:
+                self._end(channel, event)
+                break
+            channel.publish(event)
 
     async def finished_elsewhere(self, task: StreamTask) -> None:
         """`mark_completed` was called on a task this coordinator is not running: end its streams."""
@@ -424,9 +457,13 @@ class TaskCoordinator:
     async def attach(self, task: StreamTask, queue: asyncio.Queue, last_event_id: int | None = None) -> None:
         key = task.stream_key
         channel = self._channel(key)
-        if channel.follower is not None and not channel.running and queue not in channel.clients:
-            # The relay reads the log once per poll: what it has not read yet was sent before this
-            # join, and the joiner's first event must be the latest of them (S3), or the end (S5).
+        if (
+            (channel.follower is not None or (channel.running and channel.synced))
+            and not channel.live and queue not in channel.clients
+        ):
+            # The relay reads the log once per poll (and none reads it while a start here claims
+            # the row): what was not read yet was sent before this join, and the joiner's first
+            # event must be the latest of them (S3), or the end (S5).
             await self._catch_up(key, channel)
             if channel.closed:
                 terminal = channel.latest
@@ -438,12 +475,15 @@ class TaskCoordinator:
             if self._channels.get(key) is not channel:  # its clients left and it was forgotten
                 return await self.attach(task, queue, last_event_id)
         channel.attach(queue, last_event_id)
-        if channel.running or channel.follower is not None or channel.latest is not None:
+        if channel.live or channel.follower is not None:
             return
-        # Not running here: it may have finished (and been forgotten), which only the row knows.
+        if channel.latest is not None and not channel.running:
+            return
+        # Not running here (or started and still claiming the row, which may say it runs
+        # elsewhere): it may have finished (and been forgotten), which only the row knows.
         model = type(task)
         stored = await model._default_manager.filter(pk=task.pk).afirst()
-        if queue not in channel.clients or channel.running or self._channels.get(key) is not channel:
+        if queue not in channel.clients or channel.live or self._channels.get(key) is not channel:
             return  # the task started, or ended and already told this client, while we read
         if stored is None or stored.is_finished:
             terminal = _stored_terminal(stored, channel)
@@ -455,8 +495,9 @@ class TaskCoordinator:
             return  # one process only: the client waits for the task to start here
         # It may run in another process: replay its latest logged event, then relay the log.
         last = await relay.latest(key)
-        if queue not in channel.clients or channel.running or self._channels.get(key) is not channel:
+        if queue not in channel.clients or channel.live or self._channels.get(key) is not channel:
             return
+        channel.synced = True
         if last is not None and last["id"] > channel.seq:
             channel.seq = last["id"]
             channel.publish(last)
@@ -509,9 +550,10 @@ class TaskCoordinator:
         """Relay the logged events this channel has not delivered yet, in order, each once (the
         relay and joiners may read the log concurrently). Whether there were any."""
         events = await relay.after(key, channel.seq)
+        channel.synced = True
         for event in events:
-            if channel.running or channel.closed:
-                break  # started here (the local run delivers from now on), or ended
+            if channel.live or channel.closed:
+                break  # it runs here now (the local run delivers from now on), or ended
             if event["id"] <= channel.seq:
                 continue  # another reader of the log delivered it meanwhile
             channel.seq = event["id"]
