@@ -42,6 +42,7 @@ class TaskChannel:
         "_queues",
         "_sub_check_at",
         "_unbounded",
+        "claim",
         "claimed",
         "clients",
         "closed",
@@ -79,6 +80,8 @@ class TaskChannel:
         # events itself (until then it may turn out to run elsewhere, or to have finished).
         self.running = False
         self.claimed = False
+        # Resolved once a start here knows where the task runs: joiners wait for it (coordinator).
+        self.claim: asyncio.Future | None = None
         self.closed = False
         # The task running in another process, this channel relays the event log (coordinator).
         self.follower: asyncio.Task | None = None

@@ -164,6 +164,7 @@ class TaskCoordinator:
             return
         channel = self._channel(key)
         channel.running, channel.claimed = True, False
+        channel.claim = asyncio.get_running_loop().create_future()
         self._instances[key] = task_instance
         self._tasks[key] = asyncio.get_running_loop().create_task(
             self._run(key, task_instance, channel), name=f"stream-task {key[0]}:{key[1]}"
@@ -184,6 +185,7 @@ class TaskCoordinator:
                 follow = True
                 return
             channel.claimed = True
+            _settle_claim(channel)
             if claim != "fresh" and not await self._resume(key, task, channel):
                 return
             self._start_heartbeat()
@@ -219,6 +221,7 @@ class TaskCoordinator:
                     channel.close()
                 if self._channels.get(key) is channel:
                     del self._channels[key]
+            _settle_claim(channel)  # joiners waiting for the claim go on: it follows or ended
 
     async def _claim(self, task: StreamTask) -> str:
         """Take the row: "fresh" if it never ran, "claimed" if it ran before (its log may hold
@@ -457,13 +460,16 @@ class TaskCoordinator:
     async def attach(self, task: StreamTask, queue: asyncio.Queue, last_event_id: int | None = None) -> None:
         key = task.stream_key
         channel = self._channel(key)
-        if (
-            (channel.follower is not None or (channel.running and channel.synced))
-            and not channel.live and queue not in channel.clients
-        ):
-            # The relay reads the log once per poll (and none reads it while a start here claims
-            # the row): what was not read yet was sent before this join, and the joiner's first
-            # event must be the latest of them (S3), or the end (S5).
+        if channel.running and not channel.claimed and channel.claim is not None and not channel.claim.done():
+            # A start here is claiming the row: only its answer says whether this process will
+            # deliver the events, follow another process that runs the task, or end the stream.
+            # A client registered before the answer would get no latest event in the second case
+            # (S3), so the join waits for that one statement, then goes the way the answer says.
+            await asyncio.shield(channel.claim)
+            return await self.attach(task, queue, last_event_id)
+        if channel.follower is not None and not channel.live and queue not in channel.clients:
+            # The relay reads the log once per poll: what it has not read yet was sent before this
+            # join, and the joiner's first event must be the latest of them (S3), or the end (S5).
             await self._catch_up(key, channel)
             if channel.closed:
                 terminal = channel.latest
@@ -599,6 +605,11 @@ class TaskCoordinator:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _settle_claim(channel: TaskChannel) -> None:
+    if channel.claim is not None and not channel.claim.done():
+        channel.claim.set_result(None)
 
 
 def _now() -> str:
