@@ -9,7 +9,9 @@ Design, by clause (see SPEC.md):
   that already finished, so a stale instance cannot run a finished task again, and rows another
   live process runs (its lease is renewed by a heartbeat), so two processes never both run it.
 - S2/S3 across processes: events are appended to the database log before `send_event` returns; a
-  process with clients of a task that runs elsewhere relays the log to them (see relay.py).
+  process with clients of a task that runs elsewhere relays the log to them (see relay.py). A start
+  here does not know where the task runs until its claim answers: joiners wait for that answer, and
+  if the task runs elsewhere or has finished, the clients get what was logged before the end.
 - S7: a task whose owner died (its lease ran out) is taken over, once, by a process that has its
   clients or looks it up; it continues the event numbering and replays the last logged event.
 - S5/S6: the terminal event is logged before anyone sees it, then delivered, then the outcome is
