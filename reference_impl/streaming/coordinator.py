@@ -388,10 +388,9 @@ class TaskCoordinator:
 
     async def _deliver_logged(self, key: Key, channel: TaskChannel) -> None:
         """The claim found the task running elsewhere or finished, so this process will not send
-        its events: its clients get them from the log. Clients that joined while the claim ran
-        were registered without any replay (nothing was known here yet), and clients of a channel
-        that followed the log are owed what followed its position: everything after `seq` if the
-        channel read the log for its clients before (S2), else the latest logged event (S3)."""
+        its events: its clients (attached before the start; joiners during the claim wait for it)
+        get them from the log. If the channel read the log for them before, they are owed
+        everything after its position `seq` (S2); if it never did, the latest logged event (S3)."""
         if not streaming_settings().event_log or channel.closed or not channel.clients:
             return
         if channel.synced:
