@@ -43,7 +43,6 @@ class TaskChannel:
         "_sub_check_at",
         "_unbounded",
         "claim",
-        "claimed",
         "clients",
         "closed",
         "ended",
@@ -76,11 +75,11 @@ class TaskChannel:
         self.latest: Event | None = None
         # The terminal event, once there is one: nothing is sent after it.
         self.ended: Event | None = None
-        # A run of the task was started here; `claimed`: it holds the row, so it delivers the
-        # events itself (until then it may turn out to run elsewhere, or to have finished).
+        # A run of the task was started here.
         self.running = False
-        self.claimed = False
-        # Resolved once a start here knows where the task runs: joiners wait for it (coordinator).
+        # Made by the start, resolved once the run knows where the task runs: at once if it holds
+        # the row (it delivers the events itself from then on), else when it let the channel go
+        # to a relay or ended it. Joiners wait for it (coordinator).
         self.claim: asyncio.Future | None = None
         self.closed = False
         # The task running in another process, this channel relays the event log (coordinator).
@@ -103,7 +102,7 @@ class TaskChannel:
     @property
     def live(self) -> bool:
         """The task runs here and delivers its own events (not merely started and claiming)."""
-        return self.running and self.claimed
+        return self.running and self.claim is not None and self.claim.done()
 
     def make_event(self, event_type: str, data: Any, timestamp: str) -> Event:
         """Number the next event without delivering it (the terminal event is persisted first)."""

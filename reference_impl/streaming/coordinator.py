@@ -165,7 +165,7 @@ class TaskCoordinator:
             logger.info("Task %s already finished; not running it again", key)
             return
         channel = self._channel(key)
-        channel.running, channel.claimed = True, False
+        channel.running = True
         channel.claim = asyncio.get_running_loop().create_future()
         self._instances[key] = task_instance
         self._tasks[key] = asyncio.get_running_loop().create_task(
@@ -186,8 +186,7 @@ class TaskCoordinator:
                 await self._deliver_logged(key, channel)
                 follow = True
                 return
-            channel.claimed = True
-            _settle_claim(channel)
+            _settle_claim(channel)  # it holds the row: it delivers the events from now on
             if claim != "fresh" and not await self._resume(key, task, channel):
                 return
             self._start_heartbeat()
@@ -461,7 +460,7 @@ class TaskCoordinator:
     async def attach(self, task: StreamTask, queue: asyncio.Queue, last_event_id: int | None = None) -> None:
         key = task.stream_key
         channel = self._channel(key)
-        if channel.running and not channel.claimed and channel.claim is not None and not channel.claim.done():
+        if channel.running and channel.claim is not None and not channel.claim.done():
             # A start here is claiming the row: only its answer says whether this process will
             # deliver the events, follow another process that runs the task, or end the stream.
             # A client registered before the answer would get no latest event in the second case
