@@ -319,6 +319,22 @@ async def test_the_log_stores_events_as_sent_and_refuses_a_taken_number():
 
 
 
+async def whole_stream_problems(
+    who: str, client: asyncio.Queue, first: dict, *coordinators: TaskCoordinator
+) -> list[str]:
+    """What is wrong with the stream of a SignalTask's client that already read `first`: the rest
+    must follow without a gap, up to the terminal event (`start`, `released`, `complete`)."""
+    rest, ended = await drain(client, timeout=5)
+    await settle(*coordinators)
+    events = [first, *rest]
+    problems = gaps(events)
+    if not ended:
+        problems.append(f"{who} never got the terminal event")
+    if [e["type"] for e in events] != ["start", "released", "complete"]:
+        problems.append(f"{who} got {[e['type'] for e in events]}")
+    return problems
+
+
 async def relay_finding_the_end_problems(monkeypatch, fixed: bool = True) -> list[str]:
     """The task ends in its own process just after the relay of another process read the log: the
     relay then finds the row finished. Its client must still get every event, in order.
@@ -357,15 +373,7 @@ async def relay_finding_the_end_problems(monkeypatch, fixed: bool = True) -> lis
             return await catch_up(self, key, channel)
 
         monkeypatch.setattr(TaskCoordinator, "_catch_up", without_the_read_after_the_end)
-    rest, ended = await drain(remote, timeout=5)
-    await settle(p0, p1)
-    events = [first, *rest]
-    problems = gaps(events)
-    if not ended:
-        problems.append("the remote client never got the terminal event")
-    if [e["type"] for e in events] != ["start", "released", "complete"]:
-        problems.append(f"the remote client got {[e['type'] for e in events]}")
-    return problems
+    return await whole_stream_problems("the remote client", remote, first, p0, p1)
 
 
 @pytest.mark.clause("S2")
@@ -453,15 +461,16 @@ def claims_held_in(coordinator: TaskCoordinator, monkeypatch) -> asyncio.Event:
     return gate
 
 
+async def nothing_delivered(self, key, channel) -> None:
+    """`TaskCoordinator._deliver_logged` patched out: the fix-out twins of the claim-window probes."""
+
+
 async def stale_start_problems(monkeypatch, fixed: bool = True) -> list[str]:
     """p0 has a client of a task that p1 runs, then starts it itself through a stale object; the
     task finishes in p1 while p0's claim is pending, so the claim finds it finished. The client
     must still get every event p1 logged, in order, not the stored end alone (found by the harness,
     family `restarts`). `fixed=False` skips the delivery of the logged events at the claim."""
     if not fixed:
-        async def nothing_delivered(self, key, channel):
-            return None
-
         monkeypatch.setattr(TaskCoordinator, "_deliver_logged", nothing_delivered)
     p0, p1 = TaskCoordinator("p0"), TaskCoordinator("p1")
     gate = claims_held_in(p0, monkeypatch)
@@ -475,15 +484,7 @@ async def stale_start_problems(monkeypatch, fixed: bool = True) -> list[str]:
     await SignalTask.release(task.pk)
     await p1.join()
     gate.set()
-    rest, ended = await drain(client, timeout=5)
-    await settle(p0, p1)
-    events = [first, *rest]
-    problems = gaps(events)
-    if not ended:
-        problems.append("the client never got the terminal event")
-    if [e["type"] for e in events] != ["start", "released", "complete"]:
-        problems.append(f"the client got {[e['type'] for e in events]}")
-    return problems
+    return await whole_stream_problems("the client", client, first, p0, p1)
 
 
 @pytest.mark.clause("S2")
@@ -506,9 +507,6 @@ async def joined_while_claiming_problems(monkeypatch, fixed: bool = True) -> lis
     log, and the relay began at the start of the log."""
     if not fixed:
         from reference_impl.streaming.channel import TaskChannel
-
-        async def nothing_delivered(self, key, channel):
-            return None
 
         start_task = TaskCoordinator.start_task
 
