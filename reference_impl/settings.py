@@ -9,6 +9,7 @@ import math
 import os
 
 import dj_database_url
+import django
 from django.core.exceptions import ImproperlyConfigured
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "streamspec-reference-insecure-dev-key")
@@ -24,10 +25,21 @@ ROOT_URLCONF = "reference_impl.urls"
 ASGI_APPLICATION = "reference_impl.asgi.application"
 
 
+def _sqlite_options() -> dict:
+    options: dict = {"timeout": 20}
+    if django.VERSION >= (5, 1):
+        # WAL: readers (other workers relaying a task) never block the writer, and a commit needs
+        # no fsync with synchronous=NORMAL, so the event log appends on the loop's thread
+        # (STREAMING_LOG_ON_LOOP). Django 4.2 has no init_command for SQLite: run these PRAGMAs once
+        # on the file yourself (journal_mode=WAL stays set on the file).
+        options["init_command"] = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL"
+    return options
+
+
 def _database(url: str | None) -> dict:
     if not url:
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": "streamspec-reference.sqlite3",
-                "OPTIONS": {"timeout": 20}}
+                "OPTIONS": _sqlite_options()}
     try:
         config = dj_database_url.parse(url)
     except Exception as exc:
@@ -35,7 +47,7 @@ def _database(url: str | None) -> dict:
     if not config.get("ENGINE"):
         raise ImproperlyConfigured(f"DATABASE_URL names no known database engine: {url!r}")
     if config["ENGINE"].endswith("sqlite3"):
-        config.setdefault("OPTIONS", {})["timeout"] = 20
+        config.setdefault("OPTIONS", {}).update(_sqlite_options())
     return config
 
 

@@ -22,6 +22,9 @@ class StreamingSettings:
     event_log: bool
     """Append every event to the database (StreamEvent) so other processes can relay it and a
     resumed task can replay it. Off: one process only, nothing written per event."""
+    log_on_loop: bool
+    """Where the database is a SQLite file in WAL mode, append on the event loop's thread (see
+    `relay._LoopLog`) instead of handing every event to the writer thread. Off: always the thread."""
     lease_seconds: float
     """How long a coordinator's claim on a running task holds without renewal."""
     poll_seconds: float
@@ -37,6 +40,7 @@ _DEFAULTS = {
     "STREAMING_KEEPALIVE_SECONDS": 15.0,
     "STREAMING_RETRY_AFTER_SECONDS": 1,
     "STREAMING_EVENT_LOG": True,
+    "STREAMING_LOG_ON_LOOP": True,
     "STREAMING_LEASE_SECONDS": 30.0,
     "STREAMING_POLL_SECONDS": 0.5,
     "STREAMING_BATCH_SECONDS": 0.01,
@@ -74,6 +78,7 @@ def streaming_settings() -> StreamingSettings:
         keepalive_seconds=_positive("STREAMING_KEEPALIVE_SECONDS", float),
         retry_after_seconds=_positive("STREAMING_RETRY_AFTER_SECONDS", int),
         event_log=_flag("STREAMING_EVENT_LOG"),
+        log_on_loop=_flag("STREAMING_LOG_ON_LOOP"),
         lease_seconds=_positive("STREAMING_LEASE_SECONDS", float),
         poll_seconds=_positive("STREAMING_POLL_SECONDS", float),
         batch_seconds=_non_negative("STREAMING_BATCH_SECONDS"),
