@@ -10,9 +10,14 @@ IntegrityError (tests/test_reference_processes.py checks what is stored).
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
+import django
 import pytest
 from django.db import IntegrityError, connections
 from django.test import override_settings
@@ -153,3 +158,17 @@ async def test_the_writer_thread_checkpoints_what_the_loop_appended(database_fil
     for seq in range(1, 5):  # enough for one checkpoint whatever this thread counted before
         await relay.append(key, event(seq))
     assert await asyncio.to_thread(checkpointed.wait, 10), "no checkpoint was asked of the writer thread"
+
+
+def test_the_standalone_settings_put_their_sqlite_file_in_wal_mode(tmp_path):
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")}
+    subprocess.run([sys.executable, str(root / "reference_impl" / "manage.py"), "migrate", "-v0"],
+                   cwd=tmp_path, env=env, check=True, timeout=300)
+    database = sqlite3.connect(tmp_path / "streamspec-reference.sqlite3")
+    try:
+        mode = database.execute("PRAGMA journal_mode").fetchone()[0]
+    finally:
+        database.close()
+    # Django 4.2 has no init_command for SQLite: its deployments set the mode on the file themselves.
+    assert mode == ("wal" if django.VERSION >= (5, 1) else "delete")
