@@ -562,3 +562,74 @@ async def test_a_client_that_joins_while_a_start_claims_gets_the_latest_event_th
 async def test_claiming_join_probe_fails_when_a_start_counts_as_delivering(monkeypatch):
     problems = await joined_while_claiming_problems(monkeypatch, fixed=False)
     assert "the joiner's first event was 1, not 3 or 4" in problems, problems
+
+
+async def joining_when_the_claim_answers_problems(monkeypatch, fixed: bool = True) -> list[str]:
+    """p1 runs a task that sent 3 events. In p0 a client's join is in flight (registered, reading
+    the row) when p0 starts the task through a stale object and the claim says "elsewhere": the
+    channel never read the log, so the claim gives the client the latest logged event (3), not the
+    whole log, then p0 follows p1. `fixed=False` makes the claim read the log from its start, as
+    for a channel that had read it."""
+    from django.db.models.query import QuerySet
+
+    if not fixed:
+        deliver = TaskCoordinator._deliver_logged
+
+        async def from_the_start(self, key, channel):
+            channel.synced = True
+            await deliver(self, key, channel)
+
+        monkeypatch.setattr(TaskCoordinator, "_deliver_logged", from_the_start)
+    p0, p1 = TaskCoordinator("p0"), TaskCoordinator("p1")
+    task = await SignalTask.objects.acreate()
+    await in_process(p1, lambda: p1.get_task_instance(APP, "SignalTask", task.pk))
+    running = p1._instances[task.stream_key]
+
+    async def send(n: int) -> None:
+        for i in range(n):
+            await running.send_event("progress", {"i": i})
+
+    await in_process(p1, lambda: send(2))
+    async with asyncio.timeout(5):
+        while (last := await relay.latest(task.stream_key)) is None or last["id"] < 3:
+            await asyncio.sleep(0.005)  # and process()'s `start`: 3 events logged
+    row_read, first_read = asyncio.Event(), QuerySet.afirst
+    held: list[bool] = []
+
+    async def the_join_reads_the_row_late(self):
+        if self.model is SignalTask and not held:  # the first row read from now on: the join's
+            held.append(True)
+            await row_read.wait()
+        return await first_read(self)
+
+    monkeypatch.setattr(QuerySet, "afirst", the_join_reads_the_row_late)
+    client: asyncio.Queue = asyncio.Queue()
+    joining = asyncio.create_task(in_process(p0, lambda: task.add_client(client)))
+    async with asyncio.timeout(5):
+        while not held:
+            await asyncio.sleep(0.005)
+        await in_process(p0, lambda: p0.start_task(task))  # stale: p1 runs it
+        await p0.join()  # the claim answered "elsewhere"
+        row_read.set()
+        await joining
+    await in_process(p1, lambda: send(1))  # event 4
+    await SignalTask.release(task.pk)
+    events, ended = await drain(client, timeout=5)
+    await settle(p0, p1)
+    problems = gaps(events)
+    if not events or events[0]["id"] != 3:
+        problems.append(f"the joiner's first event was {events[0]['id'] if events else None}, not 3")
+    if not ended:
+        problems.append("the joiner never got the terminal event")
+    return problems
+
+
+@pytest.mark.clause("S3")
+async def test_a_join_in_flight_when_a_claim_finds_the_task_elsewhere_gets_the_latest_event(monkeypatch):
+    assert await joining_when_the_claim_answers_problems(monkeypatch) == []
+
+
+@pytest.mark.clause("S3")
+async def test_in_flight_join_probe_fails_when_the_claim_replays_the_whole_log(monkeypatch):
+    problems = await joining_when_the_claim_answers_problems(monkeypatch, fixed=False)
+    assert "the joiner's first event was 1, not 3" in problems, problems
