@@ -38,6 +38,9 @@ UPSTREAM_DIST = "django-streaming-coordinator"
 DEFAULT_VARIANTS = {
     # The reference without its database event log (one process only): what the log costs.
     "reference-nolog": {"STREAMING_EVENT_LOG": False},
+    # Every append through the log's writer thread, as on a database other than a SQLite file in
+    # WAL mode: what appending on the loop's thread saves.
+    "reference-threadlog": {"STREAMING_LOG_ON_LOOP": False},
 }
 VARIANT_GROUPS = ("fanout", "http")
 

@@ -172,3 +172,14 @@ def test_the_standalone_settings_put_their_sqlite_file_in_wal_mode(tmp_path):
         database.close()
     # Django 4.2 has no init_command for SQLite: its deployments set the mode on the file themselves.
     assert mode == ("wal" if django.VERSION >= (5, 1) else "delete")
+
+
+def test_the_setting_must_be_a_boolean():
+    from django.core.exceptions import ImproperlyConfigured
+
+    from reference_impl.streaming.conf import streaming_settings
+
+    with override_settings(STREAMING_LOG_ON_LOOP="yes"), pytest.raises(
+        ImproperlyConfigured, match="STREAMING_LOG_ON_LOOP must be True or False, got 'yes'"
+    ):
+        streaming_settings()
