@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 from django.test import override_settings
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from reference_impl.example.models import ExampleTask, SignalTask
@@ -87,6 +87,109 @@ def test_a_subscription_reads_what_a_queue_attached_at_the_same_moment_reads(pro
         from_queue += _read(queue, 10_000)
         from_subscription += _read(subscription, 10_000)
         assert from_subscription == from_queue
+
+
+waiting_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("publish"), st.integers(1, 3)),
+        st.tuples(st.just("join"), st.sampled_from([None, 0, -1])),
+        st.tuples(st.just("read"), st.integers(1, 6)),
+        st.tuples(st.just("wait"), st.integers(0, 5)),
+        st.tuples(st.just("cancel"), st.integers(0, 5)),
+        st.tuples(st.just("yield"), st.integers(1, 3)),
+        st.tuples(st.just("leave"), st.integers(0, 5)),
+        st.tuples(st.just("rejoin"), st.integers(0, 5)),
+        st.tuples(st.just("end"), st.just(0)),
+    ),
+    max_size=40,
+)
+
+
+class Reader:
+    """One client, read by at most one `get()` at a time, as one consumer does."""
+
+    def __init__(self, client) -> None:
+        self.client, self.got, self.pending = client, [], None
+
+    def harvest(self) -> None:
+        if self.pending is not None and self.pending.done():
+            if not self.pending.cancelled():
+                self.got.append(self.pending.result())
+            self.pending = None
+
+
+@settings(max_examples=400, deadline=None)
+@given(waiting_ops)
+# The races, always tried: a reader handed an event and cancelled before it resumed, and one
+# dropped for overflow before it resumed.
+@example([("join", None), ("wait", 0), ("publish", 1), ("cancel", 0)])
+@example([("join", None), ("wait", 0), ("publish", 1), ("publish", 3), ("publish", 1), ("yield", 1)])
+@example([("join", None), ("wait", 0), ("publish", 1), ("end", 0), ("cancel", 0)])
+def test_a_waiting_subscription_reads_what_a_waiting_queue_reads(program):
+    """The same, with readers waiting in `get()` when events are published, and waits cancelled
+    at any moment: an event handed to a reader whose wait is then cancelled is not lost."""
+
+    async def run() -> None:
+        channel = TaskChannel(("t", 1), LIMIT)
+        pairs: list[tuple[Reader, Reader]] = []
+        seq = 0
+        for op, arg in program:
+            for pair in pairs:
+                for reader in pair:
+                    reader.harvest()
+            if op == "publish" and not channel.closed:
+                for _ in range(arg):
+                    seq += 1
+                    channel.publish(Event("progress", {"i": seq}, "t", seq))
+            elif op == "join":
+                queue, subscription = asyncio.Queue(), Subscription()
+                last = None if arg is None else seq + arg
+                channel.attach(queue, last)
+                channel.attach(subscription, last)
+                pairs.append((Reader(queue), Reader(subscription)))
+            elif op == "read" and pairs:
+                for reader in pairs[arg % len(pairs)]:
+                    if reader.pending is None:
+                        reader.got += _read(reader.client, arg)
+            elif op == "wait" and pairs:
+                for reader in pairs[arg % len(pairs)]:
+                    if reader.pending is None:
+                        reader.pending = asyncio.ensure_future(reader.client.get())
+                await asyncio.sleep(0)  # both readers are waiting in get() now
+            elif op == "cancel" and pairs:
+                for reader in pairs[arg % len(pairs)]:
+                    if reader.pending is not None:
+                        reader.pending.cancel()
+            elif op == "yield":
+                for _ in range(arg):
+                    await asyncio.sleep(0)
+            elif op == "leave" and pairs:
+                queue, subscription = (r.client for r in pairs[arg % len(pairs)])
+                assert channel.detach(queue) == channel.detach(subscription)
+            elif op == "rejoin" and pairs and not channel.closed:
+                for reader in pairs[arg % len(pairs)]:
+                    channel.attach(reader.client)
+            elif op == "end" and not channel.closed:
+                seq += 1
+                channel.publish(Event("complete", {"final_value": seq}, "t", seq))
+                channel.close()
+        for _ in range(3):
+            await asyncio.sleep(0)
+        for pair in pairs:
+            for reader in pair:
+                reader.harvest()
+                if reader.pending is not None:
+                    reader.pending.cancel()
+        await asyncio.sleep(0)
+        for queue_reader, subscription_reader in pairs:
+            for reader in (queue_reader, subscription_reader):
+                reader.harvest()
+                assert reader.pending is None
+            assert subscription_reader.client.qsize() == queue_reader.client.qsize()
+            assert subscription_reader.got == queue_reader.got
+            assert _read(subscription_reader.client, 10_000) == _read(queue_reader.client, 10_000)
+
+    asyncio.run(run())
 
 
 def test_the_ring_keeps_more_events_than_a_client_may_lag():

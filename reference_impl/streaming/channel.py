@@ -112,13 +112,19 @@ class TaskChannel:
     def publish(self, event: Event) -> None:
         self.latest = event
         if self.ring:
-            self.ring[self.published & self.mask] = event
-            self.published += 1
+            index = self.published
+            self.ring[index & self.mask] = event
+            self.published = index + 1
             for subscription in self.subscriptions:
-                # Subscription._wake(), inlined: once per reader per event.
+                # Subscription._feed(), inlined for a reader waiting for this very event: once per
+                # reader per event, the path of every in-process delivery.
                 waiter = subscription._waiter
                 if waiter is not None and not waiter.done():
-                    waiter.set_result(None)
+                    if subscription._pos == index and not subscription._private:
+                        subscription._pos = index + 1
+                        waiter.set_result(event)
+                    else:
+                        subscription._feed()
             if self.published > self._sub_check_at:
                 self._check_subscriptions()
         else:
