@@ -120,14 +120,14 @@ class Reader:
 
 @settings(max_examples=400, deadline=None)
 @given(waiting_ops)
-# The races, always tried: a reader handed an event and cancelled before it resumed, and one
-# dropped for overflow before it resumed.
+# The races, always tried: a reader woken for an event and cancelled before it resumed, one
+# dropped for overflow before it resumed, and one whose task ended before it resumed.
 @example([("join", None), ("wait", 0), ("publish", 1), ("cancel", 0)])
 @example([("join", None), ("wait", 0), ("publish", 1), ("publish", 3), ("publish", 1), ("yield", 1)])
 @example([("join", None), ("wait", 0), ("publish", 1), ("end", 0), ("cancel", 0)])
 def test_a_waiting_subscription_reads_what_a_waiting_queue_reads(program):
     """The same, with readers waiting in `get()` when events are published, and waits cancelled
-    at any moment: an event handed to a reader whose wait is then cancelled is not lost."""
+    at any moment: a reader woken for an event and cancelled before it resumes does not lose it."""
 
     async def run() -> None:
         channel = TaskChannel(("t", 1), LIMIT)

@@ -112,19 +112,13 @@ class TaskChannel:
     def publish(self, event: Event) -> None:
         self.latest = event
         if self.ring:
-            index = self.published
-            self.ring[index & self.mask] = event
-            self.published = index + 1
+            self.ring[self.published & self.mask] = event
+            self.published += 1
             for subscription in self.subscriptions:
-                # Subscription._feed(), inlined for a reader waiting for this very event: once per
-                # reader per event, the path of every in-process delivery.
+                # Subscription._wake(), inlined: once per reader per event.
                 waiter = subscription._waiter
                 if waiter is not None and not waiter.done():
-                    if subscription._pos == index and not subscription._private:
-                        subscription._pos = index + 1
-                        waiter.set_result(event)
-                    else:
-                        subscription._feed()
+                    waiter.set_result(None)
             if self.published > self._sub_check_at:
                 self._check_subscriptions()
         else:
