@@ -114,7 +114,7 @@ class _LoopLog:
     """Appends on the event loop's own thread, for a SQLite database file in WAL mode.
 
     Why: the hop to the writer thread and back costs several times the append itself in CPU
-    (about 125 against 20 µs per event on 2-core VMs), and one task's events cannot share a hop,
+    (about 125 against 30 µs per event on 2-core VMs), and one task's events cannot share a hop,
     since each is durable before `send_event` returns. Why it cannot stall the loop: in WAL mode
     with synchronous=NORMAL a commit writes to the WAL without an fsync (it survives a crash of
     the process, not a power cut, as SQLite documents for that mode); the connection never waits
@@ -210,7 +210,7 @@ class _Writer:
     def _serve(self) -> None:
         while True:
             loop, future, key, event = self._requests.get()
-            if loop is None:
+            if loop is None:  # a checkpoint request, (None, None, alias, None): nobody waits for it
                 try:
                     _checkpoint(key)
                 except Exception:  # a later checkpoint (or SQLite's own) catches up
