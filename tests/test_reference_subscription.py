@@ -49,46 +49,6 @@ def _read(client, n: int) -> list:
     return got
 
 
-@settings(max_examples=400, deadline=None)
-@given(ops)
-def test_a_subscription_reads_what_a_queue_attached_at_the_same_moment_reads(program):
-    channel = TaskChannel(("t", 1), LIMIT)
-    pairs: list[tuple[asyncio.Queue, Subscription, list, list]] = []
-    seq = 0
-    for op, arg in program:
-        if op == "publish" and not channel.closed:
-            for _ in range(arg):
-                seq += 1
-                channel.publish(Event("progress", {"i": seq}, "t", seq))
-        elif op == "join":
-            queue, subscription = asyncio.Queue(), Subscription()
-            # A resuming client's Last-Event-ID: relative to the latest event (None: a new client).
-            last = None if arg is None else seq + arg
-            channel.attach(queue, last)
-            channel.attach(subscription, last)
-            pairs.append((queue, subscription, [], []))
-        elif op == "read" and pairs:
-            queue, subscription, from_queue, from_subscription = pairs[arg % len(pairs)]
-            from_queue += _read(queue, arg)
-            from_subscription += _read(subscription, arg)
-        elif op == "leave" and pairs:
-            queue, subscription, _, _ = pairs[arg % len(pairs)]
-            assert channel.detach(queue) == channel.detach(subscription)
-        elif op == "rejoin" and pairs and not channel.closed:  # attached again, maybe still unread
-            queue, subscription, _, _ = pairs[arg % len(pairs)]
-            channel.attach(queue)
-            channel.attach(subscription)
-        elif op == "end" and not channel.closed:
-            seq += 1
-            channel.publish(Event("complete", {"final_value": seq}, "t", seq))
-            channel.close()
-    for queue, subscription, from_queue, from_subscription in pairs:
-        assert subscription.qsize() == queue.qsize()
-        from_queue += _read(queue, 10_000)
-        from_subscription += _read(subscription, 10_000)
-        assert from_subscription == from_queue
-
-
 waiting_ops = st.lists(
     st.one_of(
         st.tuples(st.just("publish"), st.integers(1, 3)),
@@ -118,6 +78,76 @@ class Reader:
             self.pending = None
 
 
+async def reads_alike(program: list[tuple[str, int | None]]) -> None:
+    """Run `program` on a channel where every client is a pair, an asyncio.Queue and a Subscription
+    attached together, each read the same way; then check that both read the same events."""
+    channel = TaskChannel(("t", 1), LIMIT)
+    pairs: list[tuple[Reader, Reader]] = []
+    seq = 0
+    for op, arg in program:
+        for pair in pairs:
+            for reader in pair:
+                reader.harvest()
+        if op == "publish" and not channel.closed:
+            for _ in range(arg):
+                seq += 1
+                channel.publish(Event("progress", {"i": seq}, "t", seq))
+        elif op == "join":
+            queue, subscription = asyncio.Queue(), Subscription()
+            # A resuming client's Last-Event-ID: relative to the latest event (None: a new client).
+            last = None if arg is None else seq + arg
+            channel.attach(queue, last)
+            channel.attach(subscription, last)
+            pairs.append((Reader(queue), Reader(subscription)))
+        elif op == "read" and pairs:
+            for reader in pairs[arg % len(pairs)]:
+                if reader.pending is None:
+                    reader.got += _read(reader.client, arg)
+        elif op == "wait" and pairs:
+            for reader in pairs[arg % len(pairs)]:
+                if reader.pending is None:
+                    reader.pending = asyncio.ensure_future(reader.client.get())
+            await asyncio.sleep(0)  # both readers are waiting in get() now
+        elif op == "cancel" and pairs:
+            for reader in pairs[arg % len(pairs)]:
+                if reader.pending is not None:
+                    reader.pending.cancel()
+        elif op == "yield":
+            for _ in range(arg):
+                await asyncio.sleep(0)
+        elif op == "leave" and pairs:
+            queue, subscription = (r.client for r in pairs[arg % len(pairs)])
+            assert channel.detach(queue) == channel.detach(subscription)
+        elif op == "rejoin" and pairs and not channel.closed:
+            for reader in pairs[arg % len(pairs)]:
+                channel.attach(reader.client)
+        elif op == "end" and not channel.closed:
+            seq += 1
+            channel.publish(Event("complete", {"final_value": seq}, "t", seq))
+            channel.close()
+    for _ in range(3):
+        await asyncio.sleep(0)
+    for pair in pairs:
+        for reader in pair:
+            reader.harvest()
+            if reader.pending is not None:
+                reader.pending.cancel()
+    await asyncio.sleep(0)
+    for queue_reader, subscription_reader in pairs:
+        for reader in (queue_reader, subscription_reader):
+            reader.harvest()
+            assert reader.pending is None
+        assert subscription_reader.client.qsize() == queue_reader.client.qsize()
+        assert subscription_reader.got == queue_reader.got
+        assert _read(subscription_reader.client, 10_000) == _read(queue_reader.client, 10_000)
+
+
+@settings(max_examples=400, deadline=None)
+@given(ops)
+def test_a_subscription_reads_what_a_queue_attached_at_the_same_moment_reads(program):
+    asyncio.run(reads_alike(program))
+
+
 @settings(max_examples=400, deadline=None)
 @given(waiting_ops)
 # The races, always tried: a reader woken for an event and cancelled before it resumed, one
@@ -128,68 +158,7 @@ class Reader:
 def test_a_waiting_subscription_reads_what_a_waiting_queue_reads(program):
     """The same, with readers waiting in `get()` when events are published, and waits cancelled
     at any moment: a reader woken for an event and cancelled before it resumes does not lose it."""
-
-    async def run() -> None:
-        channel = TaskChannel(("t", 1), LIMIT)
-        pairs: list[tuple[Reader, Reader]] = []
-        seq = 0
-        for op, arg in program:
-            for pair in pairs:
-                for reader in pair:
-                    reader.harvest()
-            if op == "publish" and not channel.closed:
-                for _ in range(arg):
-                    seq += 1
-                    channel.publish(Event("progress", {"i": seq}, "t", seq))
-            elif op == "join":
-                queue, subscription = asyncio.Queue(), Subscription()
-                last = None if arg is None else seq + arg
-                channel.attach(queue, last)
-                channel.attach(subscription, last)
-                pairs.append((Reader(queue), Reader(subscription)))
-            elif op == "read" and pairs:
-                for reader in pairs[arg % len(pairs)]:
-                    if reader.pending is None:
-                        reader.got += _read(reader.client, arg)
-            elif op == "wait" and pairs:
-                for reader in pairs[arg % len(pairs)]:
-                    if reader.pending is None:
-                        reader.pending = asyncio.ensure_future(reader.client.get())
-                await asyncio.sleep(0)  # both readers are waiting in get() now
-            elif op == "cancel" and pairs:
-                for reader in pairs[arg % len(pairs)]:
-                    if reader.pending is not None:
-                        reader.pending.cancel()
-            elif op == "yield":
-                for _ in range(arg):
-                    await asyncio.sleep(0)
-            elif op == "leave" and pairs:
-                queue, subscription = (r.client for r in pairs[arg % len(pairs)])
-                assert channel.detach(queue) == channel.detach(subscription)
-            elif op == "rejoin" and pairs and not channel.closed:
-                for reader in pairs[arg % len(pairs)]:
-                    channel.attach(reader.client)
-            elif op == "end" and not channel.closed:
-                seq += 1
-                channel.publish(Event("complete", {"final_value": seq}, "t", seq))
-                channel.close()
-        for _ in range(3):
-            await asyncio.sleep(0)
-        for pair in pairs:
-            for reader in pair:
-                reader.harvest()
-                if reader.pending is not None:
-                    reader.pending.cancel()
-        await asyncio.sleep(0)
-        for queue_reader, subscription_reader in pairs:
-            for reader in (queue_reader, subscription_reader):
-                reader.harvest()
-                assert reader.pending is None
-            assert subscription_reader.client.qsize() == queue_reader.client.qsize()
-            assert subscription_reader.got == queue_reader.got
-            assert _read(subscription_reader.client, 10_000) == _read(queue_reader.client, 10_000)
-
-    asyncio.run(run())
+    asyncio.run(reads_alike(program))
 
 
 def test_the_ring_keeps_more_events_than_a_client_may_lag():
