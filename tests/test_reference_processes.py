@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import pytest
@@ -498,6 +499,36 @@ async def test_stale_start_probe_fails_when_the_claim_ends_streams_with_the_stor
     assert "event 3 followed event 1" in problems, problems
 
 
+async def running_in(coordinator: TaskCoordinator) -> tuple[SignalTask, Callable[[int], Awaitable[None]]]:
+    """A SignalTask that `coordinator` started (a lookup), and `send(n)`, which sends n `progress`
+    events through its running instance (call it as a coroutine of that process)."""
+    task = await SignalTask.objects.acreate()
+    await in_process(coordinator, lambda: coordinator.get_task_instance(APP, "SignalTask", task.pk))
+    running = coordinator._instances[task.stream_key]
+
+    async def send(n: int) -> None:
+        for i in range(n):
+            await running.send_event("progress", {"i": i})
+
+    return task, send
+
+
+async def joiner_problems(
+    client: asyncio.Queue, first: tuple[int, ...], *coordinators: TaskCoordinator
+) -> list[str]:
+    """What is wrong with the stream of a client that joined a released SignalTask: its first event
+    must be one of the ids in `first`, the rest must follow without a gap, up to the terminal event."""
+    events, ended = await drain(client, timeout=5)
+    await settle(*coordinators)
+    problems = gaps(events)
+    if not events or events[0]["id"] not in first:
+        allowed = " or ".join(str(i) for i in first)
+        problems.append(f"the joiner's first event was {events[0]['id'] if events else None}, not {allowed}")
+    if not ended:
+        problems.append("the joiner never got the terminal event")
+    return problems
+
+
 async def joined_while_claiming_problems(monkeypatch, fixed: bool = True) -> list[str]:
     """p1 runs a task that sent 3 events; p0 starts it too (a lookup), and a client joins in p0
     while p0's claim is pending; p1 sends one more event before the claim says "elsewhere". The
@@ -521,14 +552,7 @@ async def joined_while_claiming_problems(monkeypatch, fixed: bool = True) -> lis
         monkeypatch.setattr(TaskCoordinator, "_deliver_logged", nothing_delivered)
     p0, p1 = TaskCoordinator("p0"), TaskCoordinator("p1")
     gate = claims_held_in(p0, monkeypatch)
-    task = await SignalTask.objects.acreate()
-    await in_process(p1, lambda: p1.get_task_instance(APP, "SignalTask", task.pk))
-    running = p1._instances[task.stream_key]
-
-    async def send(n: int) -> None:
-        for i in range(n):
-            await running.send_event("progress", {"i": i})
-
+    task, send = await running_in(p1)
     await in_process(p1, lambda: send(2))  # events 2 and 3, after `start`
     client: asyncio.Queue = asyncio.Queue()
 
@@ -543,14 +567,7 @@ async def joined_while_claiming_problems(monkeypatch, fixed: bool = True) -> lis
     await joining
     await asyncio.sleep(0.05)
     await SignalTask.release(task.pk)
-    events, ended = await drain(client, timeout=5)
-    await settle(p0, p1)
-    problems = gaps(events)
-    if not events or events[0]["id"] not in (3, 4):
-        problems.append(f"the joiner's first event was {events[0]['id'] if events else None}, not 3 or 4")
-    if not ended:
-        problems.append("the joiner never got the terminal event")
-    return problems
+    return await joiner_problems(client, (3, 4), p0, p1)
 
 
 @pytest.mark.clause("S3")
@@ -581,14 +598,7 @@ async def joining_when_the_claim_answers_problems(monkeypatch, fixed: bool = Tru
 
         monkeypatch.setattr(TaskCoordinator, "_deliver_logged", from_the_start)
     p0, p1 = TaskCoordinator("p0"), TaskCoordinator("p1")
-    task = await SignalTask.objects.acreate()
-    await in_process(p1, lambda: p1.get_task_instance(APP, "SignalTask", task.pk))
-    running = p1._instances[task.stream_key]
-
-    async def send(n: int) -> None:
-        for i in range(n):
-            await running.send_event("progress", {"i": i})
-
+    task, send = await running_in(p1)
     await in_process(p1, lambda: send(2))
     async with asyncio.timeout(5):
         while (last := await relay.latest(task.stream_key)) is None or last["id"] < 3:
@@ -614,14 +624,7 @@ async def joining_when_the_claim_answers_problems(monkeypatch, fixed: bool = Tru
         await joining
     await in_process(p1, lambda: send(1))  # event 4
     await SignalTask.release(task.pk)
-    events, ended = await drain(client, timeout=5)
-    await settle(p0, p1)
-    problems = gaps(events)
-    if not events or events[0]["id"] != 3:
-        problems.append(f"the joiner's first event was {events[0]['id'] if events else None}, not 3")
-    if not ended:
-        problems.append("the joiner never got the terminal event")
-    return problems
+    return await joiner_problems(client, (3,), p0, p1)
 
 
 @pytest.mark.clause("S3")
