@@ -183,3 +183,14 @@ def test_the_setting_must_be_a_boolean():
         ImproperlyConfigured, match="STREAMING_LOG_ON_LOOP must be True or False, got 'yes'"
     ):
         streaming_settings()
+
+
+
+def test_a_forked_child_starts_without_its_parents_loop_connections(database_file):
+    log = relay._LoopLog()
+    assert log.connection("default", connections["default"]) is not None
+    pid = os.fork()
+    if pid == 0:  # the child: touches no connection, only says whether it inherited any
+        os._exit(0 if getattr(log._local, "connections", None) is None else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

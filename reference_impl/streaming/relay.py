@@ -128,6 +128,12 @@ class _LoopLog:
 
     def __init__(self) -> None:
         self._local = threading.local()
+        # A forked child must not use its parent's SQLite connections: it starts with none (done
+        # once at the fork, not checked on every append).
+        os.register_at_fork(after_in_child=self._forget_all)
+
+    def _forget_all(self) -> None:
+        self._local = threading.local()
 
     def connection(self, alias: str, django_connection: Any) -> sqlite3.Connection | None:
         """This thread's connection to `alias`'s database, or None if appends may not run here."""
@@ -135,10 +141,8 @@ class _LoopLog:
             return None
         name = str(django_connection.settings_dict["NAME"])
         known = getattr(self._local, "connections", None)
-        if known is None or self._local.pid != os.getpid():
-            # A forked child must not use its parent's SQLite connections.
+        if known is None:
             known = self._local.connections = {}
-            self._local.pid = os.getpid()
         if (alias, name) not in known:
             known[(alias, name)] = self._open(name)
         return known[(alias, name)]
