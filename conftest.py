@@ -4,4 +4,6 @@ The database is SQLite in a temporary folder unless DATABASE_URL names another o
 started by tests inherit the same DATABASE_URL, so a test and its server see the same rows.
 """
 
-pytest_plugins = ["harness.pytest_plugin", "pytester"]
+# The streamspec plugin comes with the installed package (entry point pytest11); pyproject.toml's
+# ini option streamspec_sut turns it on for this repository's tests.
+pytest_plugins = ["pytester"]

@@ -39,7 +39,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _sut_spec(config: pytest.Config) -> str:
-    """The implementation under test, chosen as harness.pytest_plugin chooses it."""
+    """The implementation under test, chosen as streamspec.pytest_plugin chooses it."""
     return (config.getoption("--sut", None) or os.environ.get("STREAMSPEC_SUT")
             or config.getini("streamspec_sut") or "reference")
 

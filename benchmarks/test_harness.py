@@ -51,14 +51,14 @@ def mutant_detection_cases() -> list[tuple[str, Callable[[], Any]]]:
     """(name, detect) for every mutant of the catalogue; `detect()` verifies the reference with that
     mutant planted and returns the mutant matrix's row (`detected`, `seconds_to_first`, ...).
 
-    HOOK: uses the mutant matrix of `harness.mutation` (one `verify` process per mutant, so minutes
+    HOOK: uses the mutant matrix of `streamspec.mutation` (one `verify` process per mutant, so minutes
     per catalogue: opt-in with BENCH_MUTANTS=1 and BENCH_MUTANT_PROFILE, default ``ci``). Returns
     no case when it is off or the catalogue/matrix cannot be imported; adapt here if the matrix's
     interface changes."""
     if os.environ.get("BENCH_MUTANTS", "") in ("", "0"):
         return []
     try:
-        from harness.mutation import run_matrix
+        from streamspec.mutation import run_matrix
 
         catalogue = importlib.import_module(MUTANT_CATALOGUE)
     except ImportError:

@@ -18,7 +18,6 @@ from harness.errors import (
     TapeExhausted,
     TapeMismatch,
 )
-from harness.explore import Found, explore
 from harness.history import History, HistoryError
 from harness.runner import Outcome, Run, run_scenario
 from harness.scheduler import ControlledLoop, RunResult, SimProcess, crash, run, spawn_process
@@ -37,7 +36,6 @@ __all__ = [
     "ControlledLoop",
     "Deadlock",
     "FifoChoices",
-    "Found",
     "History",
     "HistoryError",
     "HypothesisChoices",
@@ -61,7 +59,6 @@ __all__ = [
     "check_all",
     "clause",
     "crash",
-    "explore",
     "load_adapter",
     "run",
     "run_scenario",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from streamspec.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["--profile", "dev", "--seed", "1", "--families", "joins"]
@@ -29,7 +29,7 @@ def _cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subproces
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.pop("DATABASE_URL", None)  # a process of its own gets a database of its own
     return subprocess.run(
-        [sys.executable, "-m", "harness", *args],
+        [sys.executable, "-m", "streamspec", *args],
         cwd=cwd or ROOT,
         env=env,
         capture_output=True,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from harness.choice import TapeChoices
-from harness.explore import explore
+from scenarios.explore import explore
 from harness.runner import Run, run_scenario
 
 

@@ -20,7 +20,7 @@ def session(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
 
     def run(*args: str, test: str = "def test_nothing():\n    assert True\n") -> pytest.RunResult:
         pytester.makepyfile(test_user=test)
-        return pytester.runpytest_subprocess("-p", "harness.pytest_plugin", "-p", "no:cacheprovider", *args)
+        return pytester.runpytest_subprocess("-p", "streamspec.pytest_plugin", "-p", "no:cacheprovider", *args)
 
     return run
 
@@ -34,12 +34,35 @@ def test_header_names_the_sut_and_where_the_choice_came_from(session, monkeypatc
     assert result.ret == pytest.ExitCode.OK
 
 
-def test_the_command_line_option_wins_and_the_default_is_the_reference(session, monkeypatch):
-    result = session()
-    result.stdout.fnmatch_lines(["streamspec: sut=reference *chosen by default"])
+def test_the_command_line_option_wins(session, monkeypatch):
     monkeypatch.setenv("STREAMSPEC_SUT", "no-such-thing")
     result = session("--sut", "reference")
     result.stdout.fnmatch_lines(["*chosen by --sut"])
+
+
+def test_an_installed_plugin_stays_inactive_until_a_session_asks(pytester, monkeypatch):
+    """Installed streamspec registers the plugin in every session (entry point pytest11): a session
+    that names no implementation gets no header, no Django, and fixtures that say how to ask."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.delenv("STREAMSPEC_SUT", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    pytester.makepyfile(test_user="""
+def test_unrelated():
+    from django.conf import settings
+    assert not settings.configured
+
+def test_asks_for_the_sut(sut_adapter):
+    pass
+""")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, errors=1)
+    assert "streamspec: sut=" not in result.stdout.str()
+    result.stdout.fnmatch_lines(["*the streamspec plugin is inactive in this session: choose an implementation*"])
+    # The ini option turns it on, as this repository's pyproject.toml does.
+    pytester.makeini("[pytest]\nstreamspec_sut = reference\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-k", "asks_for")
+    result.stdout.fnmatch_lines(["streamspec: sut=reference *chosen by ini streamspec_sut"])
+    result.assert_outcomes(passed=1)
 
 
 @pytest.mark.parametrize(

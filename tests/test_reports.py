@@ -16,8 +16,8 @@ import pytest
 from harness import spec
 from harness.checkers import check_all
 from harness.choice import Tape
-from harness.reports import bugreport, index, summary, timeline
-from harness.reports.text import Implementation, program_steps
+from streamspec.reports import bugreport, index, summary, timeline
+from streamspec.reports.text import Implementation, program_steps
 from harness.runner import Outcome, RunStacks
 from tests import histories
 
@@ -192,7 +192,7 @@ def test_affected_components_come_from_stacks_captured_in_the_run(sut_adapter):
     is created in the coordinator's get_task_instance; the reference never fails, so there a
     lookup's object is looked for in the reference's own files."""
     from harness.choice import FifoChoices
-    from harness.explore import explore
+    from scenarios.explore import explore
     from harness.runner import run_scenario
 
     async def race(run):

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.repro import ScriptInfo, build, package_of, render, run_script, script_name, steps_code
+from streamspec.repro import ScriptInfo, build, package_of, render, run_script, script_name, steps_code
 
 ROOT = Path(__file__).resolve().parent.parent
 EVERY_OP = [
@@ -142,7 +142,7 @@ def test_a_package_that_cannot_load_exits_2(tmp_path: Path):
 
 
 def test_upstream_race_reproduces_standalone_and_passes_on_the_reference(sut_adapter, tmp_path: Path):
-    from harness.explore import explore
+    from scenarios.explore import explore
     from harness.runner import Run
 
     async def race(run: Run) -> None:

@@ -25,7 +25,7 @@ from harness.history import (
     Snapshot,
     StreamEnd,
 )
-from harness.reports.text import describe_record
+from streamspec.reports.text import describe_record
 
 CSS = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }

@@ -1,6 +1,6 @@
 """Standalone reproduction scripts: `repro_<clause>.py`, which need only Django and the implementation.
 
-A script is the template `harness/reports/repro_template.py` with its generated block replaced: the
+A script is the template `streamspec/reports/repro_template.py` with its generated block replaced: the
 clause, the shrunk program's steps written out as plain code, and the interleaving that shows the
 violation. The template carries everything else itself: Django settings on a throw-away SQLite
 database, a task model of its own (a subclass of the implementation's ``StreamTask`` in the
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import spec
-from harness.reports.text import Implementation, program_steps
+from streamspec.reports.text import Implementation, program_steps
 
 TEMPLATE = Path(__file__).resolve().parent / "reports" / "repro_template.py"
 BEGIN = "# >>> generated"

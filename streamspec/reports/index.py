@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import spec
-from harness.reports.summary import FORMAT, verdict_label
+from streamspec.reports.summary import FORMAT, verdict_label
 
 CSS = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }

@@ -15,7 +15,7 @@ from typing import Any
 
 from harness import spec
 from harness.history import Complete, Deliver, History, Invoke, ProcessEnter, Send
-from harness.reports.text import Implementation, Location, describe_record, program_steps
+from streamspec.reports.text import Implementation, Location, describe_record, program_steps
 
 SEVERITY_MARK = {"critical": "CRITICAL ❌", "high": "HIGH ❌", "medium": "MEDIUM ⚠️", "low": "LOW"}
 MAX_EVIDENCE = 14

@@ -1,8 +1,12 @@
 """streamspec's pytest plugin: choose the implementation under test and set Django up for it.
 
-Use it with ``-p harness.pytest_plugin`` (this repository's conftest loads it). The implementation is
-chosen by ``--sut NAME|module:Class``, else the environment variable STREAMSPEC_SUT, else the ini
-option ``streamspec_sut``, else ``reference``; the report header says which and from where.
+Installing streamspec registers it (entry point ``pytest11``), but it stays inactive, so that an
+unrelated test session is untouched, until a session asks for an implementation: ``--sut
+NAME|module:Class``, else the environment variable STREAMSPEC_SUT, else the ini option
+``streamspec_sut`` (this repository's pyproject.toml sets ``reference``). The report header then
+says which and from where, and the fixtures `sut_adapter` and `scenario_runner` work; while
+inactive they fail with a message that says how to turn the plugin on (`controlled_run`, which
+needs no implementation, always works).
 """
 
 from __future__ import annotations
@@ -32,19 +36,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("streamspec_sut", "implementation under test when --sut and STREAMSPEC_SUT are unset")
 
 
-def _choose(config: pytest.Config) -> tuple[str, str]:
+INACTIVE = (
+    "the streamspec plugin is inactive in this session: choose an implementation with --sut "
+    "NAME|module:Class, the environment variable STREAMSPEC_SUT, or the ini option streamspec_sut"
+)
+
+
+def _choose(config: pytest.Config) -> tuple[str, str] | None:
+    """The implementation asked for and who asked, or None: the plugin then stays inactive."""
     if config.getoption("--sut"):
         return config.getoption("--sut"), "--sut"
     if os.environ.get("STREAMSPEC_SUT"):
         return os.environ["STREAMSPEC_SUT"], "STREAMSPEC_SUT"
     if config.getini("streamspec_sut"):
         return config.getini("streamspec_sut"), "ini streamspec_sut"
-    return "reference", "default"
+    return None
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "clause(id): the spec clause (S1..S8) a test checks")
-    spec, source = _choose(config)
+    chosen = _choose(config)
+    if chosen is None:
+        return
+    spec, source = chosen
     try:
         adapter = load_adapter(spec)
     except StreamspecError as exc:
@@ -69,8 +83,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(state["tmpdir"], ignore_errors=True)
 
 
-def pytest_report_header(config: pytest.Config) -> str:
-    state = config.stash[_STATE]
+def pytest_report_header(config: pytest.Config) -> str | None:
+    state = config.stash.get(_STATE, None)
+    if state is None:
+        return None
     versions = state["adapter"].versions()
     return (f"streamspec: sut={state['spec']} ({versions['implementation']} {versions['version']}), "
             f"chosen by {state['source']}")
@@ -87,7 +103,10 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 @pytest.fixture(scope="session")
 def sut_adapter(pytestconfig: pytest.Config) -> Adapter:
     """The adapter of the implementation under test."""
-    return pytestconfig.stash[_STATE]["adapter"]
+    state = pytestconfig.stash.get(_STATE, None)
+    if state is None:
+        raise pytest.UsageError(INACTIVE)
+    return state["adapter"]
 
 
 @pytest.fixture

@@ -2,15 +2,15 @@
 
 In a report folder (``reports/<sut>/``):
 
-- ``summary.json`` / ``summary.md``: the conformance table (`harness.reports.summary`);
+- ``summary.json`` / ``summary.md``: the conformance table (`streamspec.reports.summary`);
 - ``junit.xml``: one test case per clause, for CI;
 - per violated clause ``S1-identity.md`` (a bug report in the seed's structure,
-  `harness.reports.bugreport`), ``S1-identity.json`` (the failure document `streamspec replay`
-  reruns, `harness.corpus`), ``S1-identity.html`` (the failing run's timeline, a lane per client,
-  `harness.reports.timeline`) and ``repro_S1.py`` (a standalone reproduction, `harness.repro`).
+  `streamspec.reports.bugreport`), ``S1-identity.json`` (the failure document `streamspec replay`
+  reruns, `streamspec.corpus`), ``S1-identity.html`` (the failing run's timeline, a lane per client,
+  `streamspec.reports.timeline`) and ``repro_S1.py`` (a standalone reproduction, `streamspec.repro`).
 
 Beside the folders, ``index.html`` is the matrix of clauses against implementations
-(`harness.reports.index`).
+(`streamspec.reports.index`).
 """
 
 from __future__ import annotations
@@ -20,17 +20,17 @@ from pathlib import Path
 from typing import Any
 
 from harness import spec
-from harness.corpus import failure_document, write_json
-from harness.reports import bugreport, summary, timeline
-from harness.reports.bugreport import slug
-from harness.reports.index import write_index
+from streamspec.corpus import failure_document, write_json
+from streamspec.reports import bugreport, summary, timeline
+from streamspec.reports.bugreport import slug
+from streamspec.reports.index import write_index
 
 __all__ = ["failure_files", "slug", "write_failure", "write_index", "write_summary"]
 
 
 def failure_files(clause_id: str) -> dict[str, str]:
     """The names of a violated clause's files in a report folder."""
-    from harness.repro import script_name
+    from streamspec.repro import script_name
 
     stem = slug(clause_id)
     return {
@@ -53,7 +53,7 @@ def write_failure(
     say: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, str], Any | None]:
     """Write the files of one violated clause into `folder`; returns (file names, the repro built)."""
-    from harness.repro import build
+    from streamspec.repro import build
 
     say = say or (lambda _line: None)
     c = spec.clause(failure.clause)

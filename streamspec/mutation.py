@@ -50,7 +50,7 @@ def _verify(
 ) -> tuple[dict[str, Any] | None, str | None, float]:
     with tempfile.TemporaryDirectory(prefix="streamspec-mutant-") as tmp:
         out = Path(tmp) / "report"
-        command = [sys.executable, "-m", "harness", "verify", "--sut", sut, "--profile", profile,
+        command = [sys.executable, "-m", "streamspec", "verify", "--sut", sut, "--profile", profile,
                    "--seed", str(seed), "--out", str(out), "--no-corpus", "--no-repro"]
         started = time.perf_counter()
         try:
@@ -66,7 +66,7 @@ def _verify(
 
 
 def _baseline(catalogue: str, name: str | None, timeout: float) -> dict[str, str | None]:
-    command = [sys.executable, "-m", "harness.mutation", "baseline", catalogue, name or ""]
+    command = [sys.executable, "-m", "streamspec.mutation", "baseline", catalogue, name or ""]
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     if done.returncode != 0:
         who = name or "the implementation"
@@ -199,4 +199,4 @@ if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "baseline":
         _baseline_main(sys.argv[2], sys.argv[3])
     else:
-        sys.exit("usage: python -m harness.mutation baseline CATALOGUE NAME")
+        sys.exit("usage: python -m streamspec.mutation baseline CATALOGUE NAME")

@@ -6,7 +6,7 @@
     streamspec replay FILE [--sut NAME|module:Class]
     streamspec index [DIR]
 
-(also ``python -m harness ...``). One verify run verifies one implementation, in this process: it
+(also ``python -m streamspec ...``). One verify run verifies one implementation, in this process: it
 configures Django for it (an implementation cannot share a process with another, see
 `harness.django_setup`). Exit status: 0 when every MUST clause holds (with ``--baseline``: when the
 failures are exactly the expected ones), 1 when a MUST clause is violated (or a new failure or a
@@ -259,7 +259,7 @@ def _configure(adapter: Any) -> None:
 def verify_command(
     args: argparse.Namespace, *, out_stream: Any = None, progress: Callable[[str], None] | None = None
 ) -> int:
-    from harness.corpus import Corpus, CorpusError, compare, folder_name, read_baseline, write_baseline
+    from streamspec.corpus import Corpus, CorpusError, compare, folder_name, read_baseline, write_baseline
 
     out_stream = out_stream or sys.stdout
     if args.mode not in MODES:
@@ -335,7 +335,7 @@ def verify_command(
                 row["repro"] = "reproduces" if repro.reproduced else repro.note
         added = []
         if corpus is not None:
-            from harness.corpus import failure_document
+            from streamspec.corpus import failure_document
 
             covered = {e.clause for e in entry_results if e.fails}
             for failure in reported.values():
@@ -407,7 +407,7 @@ def verify_command(
             "folder": _display(out),
             "finished_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
         }
-        from harness.reports import write_index, write_summary
+        from streamspec.reports import write_index, write_summary
 
         write_summary(tmp, data)
         _move_into_place(tmp, out)
@@ -418,7 +418,7 @@ def verify_command(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    from harness.reports.summary import to_terminal
+    from streamspec.reports.summary import to_terminal
 
     color = hasattr(out_stream, "isatty") and out_stream.isatty() and not os.environ.get("NO_COLOR")
     print(to_terminal(data, color=color), file=out_stream)
@@ -428,7 +428,7 @@ def verify_command(
 def _rows(result: Any, entry_results: list[Any], clauses: list[str] | None) -> tuple[list[dict], dict]:
     """The conformance rows, and the failure to report per violated clause (the search's smallest,
     else a corpus entry that still fails)."""
-    from harness.reports.summary import clause_row
+    from streamspec.reports.summary import clause_row
 
     rows: list[dict[str, Any]] = []
     reported: dict[str, Any] = {}
@@ -499,7 +499,7 @@ def _write_failure(
     make_repro: bool,
     say: Callable[[str], None],
 ) -> tuple[dict[str, str], Any]:
-    from harness.reports import write_failure
+    from streamspec.reports import write_failure
 
     return write_failure(
         folder,
@@ -555,7 +555,7 @@ def _conclusion(
 
 
 def replay_command(args: argparse.Namespace, *, out_stream: Any = None) -> int:
-    from harness.corpus import CorpusError, read_document
+    from streamspec.corpus import CorpusError, read_document
 
     out_stream = out_stream or sys.stdout
     try:
@@ -611,7 +611,7 @@ def replay_command(args: argparse.Namespace, *, out_stream: Any = None) -> int:
 
 
 def index_command(args: argparse.Namespace, *, out_stream: Any = None) -> int:
-    from harness.reports.index import load_summaries, write_index
+    from streamspec.reports.index import load_summaries, write_index
 
     folder = Path(args.folder)
     if not folder.is_dir():

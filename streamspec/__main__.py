@@ -1,0 +1,7 @@
+"""``python -m streamspec verify ...``: the same as the ``streamspec`` command (see `streamspec.cli`)."""
+
+import sys
+
+from streamspec.cli import main
+
+sys.exit(main())
