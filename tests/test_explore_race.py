@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from harness.choice import TapeChoices
-from scenarios.explore import explore
 from harness.runner import Run, run_scenario
+from scenarios.explore import explore
 
 
 async def lookup_while_starting(run: Run) -> None:

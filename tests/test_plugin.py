@@ -20,7 +20,8 @@ def session(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
 
     def run(*args: str, test: str = "def test_nothing():\n    assert True\n") -> pytest.RunResult:
         pytester.makepyfile(test_user=test)
-        return pytester.runpytest_subprocess("-p", "streamspec.pytest_plugin", "-p", "no:cacheprovider", *args)
+        return pytester.runpytest_subprocess("-p", "streamspec.pytest_plugin", "-p", "no:cacheprovider",
+                                              *args)
 
     return run
 
@@ -57,7 +58,7 @@ def test_asks_for_the_sut(sut_adapter):
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, errors=1)
     assert "streamspec: sut=" not in result.stdout.str()
-    result.stdout.fnmatch_lines(["*the streamspec plugin is inactive in this session: choose an implementation*"])
+    result.stdout.fnmatch_lines(["*the streamspec plugin is inactive in this session: choose an*"])
     # The ini option turns it on, as this repository's pyproject.toml does.
     pytester.makeini("[pytest]\nstreamspec_sut = reference\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-k", "asks_for")

@@ -142,8 +142,8 @@ def test_a_package_that_cannot_load_exits_2(tmp_path: Path):
 
 
 def test_upstream_race_reproduces_standalone_and_passes_on_the_reference(sut_adapter, tmp_path: Path):
-    from scenarios.explore import explore
     from harness.runner import Run
+    from scenarios.explore import explore
 
     async def race(run: Run) -> None:
         created = await run.create()
