@@ -17,7 +17,8 @@ import pytest
 from benchmarks.config import sizes
 from benchmarks.figures import HIGHER, LOWER, WALL, Timed, record
 from harness.choice import RandomChoices
-from harness.runner import Run, run_scenario
+from harness.driver import run_scenario
+from harness.runner import Run
 
 SIZES = sizes()
 

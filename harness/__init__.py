@@ -7,6 +7,7 @@ The public API is what `__all__` lists; everything else may change without notic
 from harness.adapters import Adapter, SutProcess, load_adapter
 from harness.checkers import CHECKERS, ClauseResult, Verdict, Violation, check_all
 from harness.choice import ChoiceSource, FifoChoices, HypothesisChoices, RandomChoices, Tape, TapeChoices
+from harness.driver import Outcome, RunDriver, run_scenario
 from harness.errors import (
     AdapterError,
     BoundExceeded,
@@ -19,7 +20,7 @@ from harness.errors import (
     TapeMismatch,
 )
 from harness.history import History, HistoryError
-from harness.runner import Outcome, Run, run_scenario
+from harness.runner import Run
 from harness.scheduler import ControlledLoop, RunResult, SimProcess, crash, run, spawn_process
 from harness.spec import CLAUSES, Clause, Level, Severity, clause
 
@@ -43,6 +44,7 @@ __all__ = [
     "Outcome",
     "RandomChoices",
     "Run",
+    "RunDriver",
     "RunResult",
     "SchedulerError",
     "Severity",

@@ -1,8 +1,11 @@
 """The harness's exception hierarchy.
 
-Every error the harness raises on purpose derives from :class:`StreamspecError`, so a caller
-can tell "the harness found (or hit) something" apart from a bug in the code under test.
-Keep this module flat and dependency-free: other harness modules add their own classes here.
+Every error streamspec raises on purpose, in every layer (engine, search, application), derives
+from :class:`StreamspecError` and is defined here, so a caller can tell "the harness found (or
+hit) something" apart from a bug in the code under test. Two kinds of exception live elsewhere on
+purpose: the probe task's own failure (`harness.probe.gates.ProbeFailure`, an error of the task
+under test) and the search's control flow for Hypothesis (`scenarios.machine.ClauseViolation`,
+`BudgetExhausted`). Keep this module flat and dependency-free.
 """
 
 from __future__ import annotations
@@ -69,11 +72,26 @@ class TapeMismatch(TapeError):
     """A recorded decision does not fit the decision the run asks for (other options or label)."""
 
 
-# --- configuration and adapters (placeholders: their owners may refine the docstrings) ---------
+class NondeterministicRun(TapeError):
+    """The implementation did not repeat a run given the same decisions (Hypothesis found a
+    failure that did not fail again, or the same choices led elsewhere): its runs cannot be
+    replayed, so nothing it is reported to fail could be reproduced."""
+
+
+# --- configuration, usage and adapters -------------------------------------------------------
 
 
 class ConfigError(StreamspecError):
     """The harness or Django is configured wrongly (settings, database URL, missing app...)."""
+
+
+class UsageError(ConfigError, ValueError):
+    """Bad input from the user: an unknown profile, family or clause, a malformed program, a bad
+    option. The command line reports it in one line and exits 2; a ValueError for API callers."""
+
+
+class CorpusError(ConfigError):
+    """A corpus entry, replay file or baseline that cannot be used (unreadable, wrong format)."""
 
 
 class AdapterError(StreamspecError):

@@ -1,9 +1,9 @@
-"""One scenario run against one implementation: operations, clients and faults, all recorded.
+"""The operations of one run against one implementation: tasks, clients and faults, all recorded.
 
-A scenario is a coroutine function taking a `Run`; it calls operations (`create`, `start`, `lookup`,
-`reload`, `attach`, `detach`, `release`, `finish_ok`, `finish_fail`, `crash`, `restart`), alone or
-several at once with `concurrently`, and the controlled event loop decides how they interleave.
-`run_scenario` executes it on that loop, settles the system, and checks every clause on the history.
+A `Run` is a scenario's handle: every method is an operation (`create`, `start`, `lookup`,
+`reload`, `attach`, `detach`, `release`, `finish_ok`, `finish_fail`, `stall`, `crash`, `restart`),
+alone or several at once with `concurrently`, and the controlled event loop decides how they
+interleave. `harness.driver` owns the loop a run lives on, settles it and judges its history.
 """
 
 from __future__ import annotations
@@ -18,9 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.adapters import Adapter, SutProcess
-from harness.checkers import check_all
-from harness.choice import ChoiceSource, Tape
-from harness.errors import BoundExceeded, Deadlock
+from harness.bounds import SETTLE_ROUNDS, SETTLE_SECONDS
 from harness.history import (
     HARNESS,
     Complete,
@@ -31,7 +29,6 @@ from harness.history import (
     PersistedTask,
     ProcessEnter,
     ProcessExit,
-    RunEnd,
     Send,
     Sent,
     Snapshot,
@@ -40,11 +37,7 @@ from harness.history import (
 from harness.probe import stacks
 from harness.probe.gates import RAISE, RETURN, SEND, Gates, ProbeHooks, activate_gates
 from harness.recorder import Recorder
-from harness.scheduler import run as run_controlled
 
-SETTLE_SECONDS = 60.0
-"""Virtual seconds the system gets, after the scenario, to deliver what it owes (costs nothing real)."""
-SETTLE_ROUNDS = 5
 TERMINAL = frozenset({"complete", "error"})
 
 _process: contextvars.ContextVar[str] = contextvars.ContextVar("streamspec_process", default=HARNESS)
@@ -459,74 +452,3 @@ def _persisted(row: dict[str, Any]) -> PersistedTask:
     seq = data.get("n") if isinstance(data, dict) and isinstance(data.get("n"), int) else None
     error_text = None if error is None else json.dumps(error, sort_keys=True)
     return PersistedTask(status=status, error=error_text, last_event_seq=seq)
-
-
-@dataclass
-class Outcome:
-    """What one run gave: the history, every clause's result, and how to replay it."""
-
-    history: History
-    results: list[Any]
-    tape: Tape
-    steps: int
-    virtual_time: float
-    stacks: RunStacks | None = None
-    """Where the implementation created objects, started runs and touched client queues."""
-    cut_short: str | None = None
-    """Why the run ended early, if it did: the scheduler's report of a bound or a hang, with the
-    stack of every coroutine still waiting (the history's RunEnd says which clients waited)."""
-
-    def __post_init__(self) -> None:
-        if self.stacks is None:
-            self.stacks = _stacks_of(self.history)
-
-    def result(self, clause: str) -> Any:
-        for result in self.results:
-            if result.clause == clause:
-                return result
-        raise KeyError(f"no result for clause {clause!r}")
-
-    def verdict(self, clause: str) -> str:
-        return str(self.result(clause).verdict)
-
-    def failed(self) -> list[Any]:
-        return [r for r in self.results if str(r.verdict) == "fail"]
-
-    def explain(self) -> str:
-        lines = []
-        for result in self.failed():
-            lines.append(f"{result.clause}: " + "; ".join(v.explanation for v in result.violations))
-        return "\n".join(lines) or "no violation"
-
-
-Scenario = Callable[[Run], Awaitable[None]]
-
-
-def run_scenario(adapter: Adapter, scenario: Scenario, choices: ChoiceSource, *,
-                 max_steps: int = 20_000, max_virtual_time: float = 3_600.0) -> Outcome:
-    """Run `scenario` on the controlled loop, settle, and check every clause on the history."""
-    holder: dict[str, Any] = {}
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        recorder = Recorder(loop.time)
-        holder["recorder"] = recorder
-        run = Run(adapter, recorder)
-        holder["run"] = run
-        await scenario(run)
-        await run.settle()
-        recorder.close(RunEnd, HARNESS, reason="done", waiting=run.waiting_clients())
-
-    result = run_controlled(main, choices, max_steps=max_steps, max_virtual_time=max_virtual_time)
-    recorder: Recorder = holder["recorder"]
-    error = result.error
-    if error is not None:
-        if isinstance(error, BoundExceeded | Deadlock):
-            reason = "bound" if isinstance(error, BoundExceeded) else "hang"
-            recorder.close(RunEnd, HARNESS, reason=reason, waiting=holder["run"].waiting_clients())
-        else:
-            raise error
-    history = recorder.history()
-    return Outcome(history, check_all(history), result.tape, result.steps, result.virtual_time,
-                   holder["run"].stacks if "run" in holder else None,
-                   None if error is None else str(error))

@@ -47,6 +47,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, TypeVar
 
+from harness.bounds import (
+    FOREIGN_GRACE,
+    LOOP_MAX_STEPS,
+    LOOP_MAX_VIRTUAL_TIME,
+    OFFLOAD_TIMEOUT,
+    SHUTDOWN_STEPS,
+)
 from harness.choice import ChoiceSource, FifoChoices, Tape
 from harness.errors import BoundExceeded, Deadlock, OffloadTimeout, SchedulerError
 from harness.offload import OffloadWorker, shared_worker
@@ -66,10 +73,8 @@ __all__ = [
 
 T = TypeVar("T")
 
-DEFAULT_MAX_STEPS = 100_000
-DEFAULT_MAX_VIRTUAL_TIME = 24 * 3600.0
-# Budget for cancelling leftover tasks after main finished; it is not part of the explored run.
-_SHUTDOWN_STEPS = 10_000
+# The shutdown budget (harness.bounds.SHUTDOWN_STEPS) cancels leftover tasks after main finished;
+# it is not part of the explored run.
 
 # Which simulated process the running code belongs to (None = the test driver). Every Handle
 # copies the context it was created in, so the scheduler can tell whose callback it is.
@@ -255,10 +260,10 @@ class ControlledLoop(asyncio.BaseEventLoop):
         self,
         choices: ChoiceSource | None = None,
         *,
-        max_steps: int = DEFAULT_MAX_STEPS,
-        max_virtual_time: float = DEFAULT_MAX_VIRTUAL_TIME,
-        offload_timeout: float | None = 60.0,
-        foreign_grace: float = 1.0,
+        max_steps: int = LOOP_MAX_STEPS,
+        max_virtual_time: float = LOOP_MAX_VIRTUAL_TIME,
+        offload_timeout: float | None = OFFLOAD_TIMEOUT,
+        foreign_grace: float = FOREIGN_GRACE,
         record_trace: bool = True,
     ) -> None:
         super().__init__()
@@ -776,8 +781,8 @@ class ControlledLoop(asyncio.BaseEventLoop):
             return None
         error: BaseException | None = None
         self._fifo_only = True
-        self._max_steps = self._steps + _SHUTDOWN_STEPS
-        self._max_virtual_time = self._now + max(self._max_virtual_time, DEFAULT_MAX_VIRTUAL_TIME)
+        self._max_steps = self._steps + SHUTDOWN_STEPS
+        self._max_virtual_time = self._now + max(self._max_virtual_time, LOOP_MAX_VIRTUAL_TIME)
         self._foreign_grace = min(self._foreign_grace, 0.1)
         self._note("shutdown")
         try:
@@ -977,10 +982,10 @@ def run(
     main: Callable[[], Awaitable[T]],
     choices: ChoiceSource | None = None,
     *,
-    max_steps: int = DEFAULT_MAX_STEPS,
-    max_virtual_time: float = DEFAULT_MAX_VIRTUAL_TIME,
-    offload_timeout: float | None = 60.0,
-    foreign_grace: float = 1.0,
+    max_steps: int = LOOP_MAX_STEPS,
+    max_virtual_time: float = LOOP_MAX_VIRTUAL_TIME,
+    offload_timeout: float | None = OFFLOAD_TIMEOUT,
+    foreign_grace: float = FOREIGN_GRACE,
     record_trace: bool = True,
 ) -> RunResult[T]:
     """Run ``main()`` on a fresh :class:`ControlledLoop` driven by ``choices`` (FIFO by default).

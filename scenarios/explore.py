@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from harness.adapters import Adapter
 from harness.choice import HypothesisChoices
-from harness.runner import Outcome, Scenario, run_scenario
+from harness.driver import Outcome, Scenario, run_scenario
 
 
 class _Violated(AssertionError):

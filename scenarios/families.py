@@ -31,6 +31,9 @@ class Family:
     starts with one to `max_processes` of them (drawn, shrinking toward one)."""
     budget: float = 1.0
     """Share of the profile's examples this family generates (the widest family gets more)."""
+    clauses: frozenset[str] = frozenset()
+    """The clauses this family is built to reach (its rules can produce their violations). Every
+    clause is checked in every family; this declares intent, for the clause index in SPEC.md."""
 
 
 _TASK_OPS = {"create", "start", "lookup", "attach", "detach", "release"}
@@ -44,12 +47,14 @@ FAMILIES: dict[str, Family] = {
             "while the task starts, sends (in bursts too) and completes; clients that stop reading",
             frozenset(_TASK_OPS | {"stall", "flood", "finish_ok", "concurrently"}),
             frozenset({"start", "lookup", "attach", "detach", "release", "finish_ok"}),
+            clauses=frozenset({"S1", "S2", "S3", "S4", "S5", "S8", "S8.2"}),
         ),
         Family(
             "reloads",
             "fresh instances loaded from the database (the seed's path) beside looked-up ones",
             frozenset(_TASK_OPS | {"reload", "finish_ok", "concurrently"}),
             frozenset({"start", "lookup", "reload", "attach", "release", "finish_ok"}),
+            clauses=frozenset({"S1", "S2", "S3", "S4"}),
         ),
         Family(
             "restarts",
@@ -60,6 +65,7 @@ FAMILIES: dict[str, Family] = {
             frozenset({"start", "lookup", "reload", "attach", "release", "finish_ok", "crash"}),
             max_processes=2,
             budget=2.0,
+            clauses=frozenset({"S2", "S3", "S4", "S6", "S7", "S7.2"}),
         ),
         Family(
             "completion",
@@ -67,12 +73,14 @@ FAMILIES: dict[str, Family] = {
             "after the end",
             frozenset(_TASK_OPS | {"stall", "flood", "finish_ok", "concurrently"}),
             frozenset({"start", "lookup", "attach", "detach", "release", "finish_ok"}),
+            clauses=frozenset({"S2", "S5", "S8", "S8.2"}),
         ),
         Family(
             "failure",
             "tasks raising while clients attach and look them up, and joiners after the failure",
             frozenset(_TASK_OPS | {"finish_fail", "concurrently"}),
             frozenset({"start", "lookup", "attach", "detach", "release", "finish_fail"}),
+            clauses=frozenset({"S6", "S8"}),
         ),
     )
 }

@@ -33,8 +33,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from harness.adapters import Adapter
 from harness.checkers import CHECKERS, check_all
 from harness.choice import HypothesisChoices
+from harness.driver import Outcome
 from harness.history import HARNESS
-from harness.runner import Outcome
 from scenarios.families import Family, Profile
 from scenarios.program import Session, iter_ops
 

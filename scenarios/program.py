@@ -7,25 +7,23 @@ numbered in the order the session first saw them: tasks (``"task"``), Python obj
 ``restart`` or ``spawn`` appends the next). ``{"op": "concurrently", "steps": [...]}`` launches its
 steps together and leaves their interleaving to the scheduler.
 
-A :class:`Session` is one example: one persistent :class:`~harness.scheduler.ControlledLoop`, one
-`Run` on it, and the entity lists. The state machines (`scenarios.machine`) and `run_program`
-(which `replay` uses) both go through :func:`execute`, so the same program with the same tape takes
-exactly the same scheduling decisions.
+A :class:`Session` is one example: the engine's run driver (`harness.driver.RunDriver`: one
+persistent controlled loop and one `Run` on it) and the entity lists. The state machines
+(`scenarios.machine`) and `run_program` (which `replay` uses) both go through :func:`execute`, so
+the same program with the same tape takes exactly the same scheduling decisions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from harness.adapters import Adapter
-from harness.checkers import check_all
-from harness.choice import ChoiceSource, FifoChoices, Tape
-from harness.errors import BoundExceeded, Deadlock
-from harness.history import HARNESS, History, RunEnd
-from harness.recorder import Recorder
-from harness.runner import ClientRef, ObjRef, Outcome, Run, TaskRef
-from harness.scheduler import ControlledLoop
+from harness.bounds import RUN_MAX_STEPS, RUN_MAX_VIRTUAL_TIME
+from harness.choice import ChoiceSource
+from harness.driver import Outcome, RunDriver
+from harness.errors import UsageError
+from harness.runner import ClientRef, ObjRef, TaskRef
 
 __all__ = [
     "ASYNC_OPS",
@@ -53,27 +51,17 @@ PROCESS_OPS = frozenset({"crash", "restart", "spawn"})
 """Faults and processes: kill a process, kill and replace it, add one over the same database."""
 OPS = ASYNC_OPS | GATE_OPS | CLIENT_OPS | PROCESS_OPS | {"concurrently"}
 
-DEFAULT_MAX_STEPS = 10_000
-DEFAULT_MAX_VIRTUAL_TIME = 3_600.0
 
-
-class Session:
-    """One example's live state: loop, run, recorder and the entities steps refer to.
+class Session(RunDriver):
+    """One example: a run driver (loop, run, recorder) and the entities program steps refer to.
 
     Drive it with :meth:`step` (one program step at a time, synchronous) and end it with
     :meth:`finish` (settle, record the end, check every clause) or :meth:`close` (discard).
     """
 
     def __init__(self, adapter: Adapter, choices: ChoiceSource | None = None, *,
-                 max_steps: int = DEFAULT_MAX_STEPS, max_virtual_time: float = DEFAULT_MAX_VIRTUAL_TIME,
+                 max_steps: int = RUN_MAX_STEPS, max_virtual_time: float = RUN_MAX_VIRTUAL_TIME,
                  record_trace: bool = False, fresh_database: bool = True) -> None:
-        self.adapter = adapter
-        if fresh_database:
-            reset_database(adapter)
-        self.choices: ChoiceSource = choices if choices is not None else FifoChoices()
-        self._tape_start = len(self.choices.tape)
-        self.loop = ControlledLoop(self.choices, max_steps=max_steps, max_virtual_time=max_virtual_time,
-                                   record_trace=record_trace)
         self.program: list[dict[str, Any]] = []
         self.tasks: list[TaskRef | None] = []
         self.objs: list[ObjRef | None] = []
@@ -83,82 +71,16 @@ class Session:
         self.task_slot_of: dict[int, int] = {}
         """Object slot of a ``create`` -> the task slot it fills."""
         self.procs: list[str] = []
-        self.ended: str | None = None
-        """None while running; else how the run ended: "done", "bound" or "hang"."""
-        self.end_error: BaseException | None = None
-        self.outcome: Outcome | None = None
-        self._closed = False
-        self.recorder: Recorder = None  # type: ignore[assignment]
-        self.run: Run = None  # type: ignore[assignment]
-
-        async def setup() -> None:
-            self.recorder = Recorder(self.loop.time)
-            self.run = Run(adapter, self.recorder)
-            self.procs.append(self.run.main)
-
-        self._drive(setup)
-
-    # -- driving ----------------------------------------------------------------------------------
-
-    def _drive(self, fn: Callable[[], Awaitable[Any]]) -> bool:
-        """Run `fn()` to completion on the loop; False if the run ended (bound or hang) instead."""
-        if self.ended is not None:
-            return False
-        task = self.loop.create_task(fn())
-        try:
-            self.loop.run_until_complete(task)
-        except (BoundExceeded, Deadlock) as exc:
-            self.end_error = exc
-            self.ended = "bound" if isinstance(exc, BoundExceeded) else "hang"
-            if self.recorder is not None and self.run is not None:
-                self.recorder.close(RunEnd, HARNESS, reason=self.ended, waiting=self.run.waiting_clients())
-            return False
-        return True
+        super().__init__(adapter, choices, max_steps=max_steps, max_virtual_time=max_virtual_time,
+                         record_trace=record_trace, fresh_database=fresh_database)
+        self.procs.append(self.run.main)
 
     def step(self, step: dict[str, Any]) -> bool:
         """Execute one program step (recorded in `program`); False if the run ended under it."""
         if self.ended is not None:
             raise RuntimeError("the run has ended: no further step can be executed")
         self.program.append(step)
-        return self._drive(lambda: execute(self, step))
-
-    def history(self) -> History:
-        """The history so far (a prefix while the session runs)."""
-        return self.recorder.history()
-
-    def finish(self) -> Outcome:
-        """Settle, record the end of the run, check every clause, and close the loop."""
-        if self.outcome is not None:
-            return self.outcome
-        try:
-            if self.ended is None:
-
-                async def settle() -> None:
-                    await self.run.settle()
-
-                if self._drive(settle):
-                    self.ended = "done"
-                    self.recorder.close(RunEnd, HARNESS, reason="done", waiting=self.run.waiting_clients())
-                    finish = getattr(self.choices, "finish", None)
-                    if finish is not None:
-                        finish()  # a replayed tape must be used up exactly
-            history = self.recorder.history()
-            self.outcome = Outcome(history, check_all(history), self.choices.tape.since(self._tape_start),
-                                   self.loop.steps, self.loop.time(), stacks=self.run.stacks)
-            return self.outcome
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        """Cancel what is left and close the loop (idempotent)."""
-        if not self._closed:
-            self._closed = True
-            if not self.loop.is_closed():
-                self.loop.shutdown()
-
-    @property
-    def tape(self) -> Tape:
-        return self.choices.tape.since(self._tape_start)
+        return self.drive(lambda: execute(self, step))
 
     # -- entities ---------------------------------------------------------------------------------
 
@@ -216,7 +138,7 @@ def _reserve(s: Session, step: dict[str, Any]) -> int | None:
         s.clients.append(None)
         return len(s.clients) - 1
     if op == "concurrently":
-        raise ValueError("concurrent groups do not nest")
+        raise UsageError("concurrent groups do not nest")
     return None
 
 
@@ -271,11 +193,11 @@ async def _perform(s: Session, step: dict[str, Any], slot: int | None, grouped: 
         if via is not None:
             s.clients[slot] = await run.attach(via, proc)
     else:
-        raise ValueError(f"unknown program step {step!r}")
+        raise UsageError(f"unknown program step {step!r}")
 
 
 def run_program(adapter: Adapter, program: list[dict[str, Any]], choices: ChoiceSource | None = None, *,
-                max_steps: int = DEFAULT_MAX_STEPS, max_virtual_time: float = DEFAULT_MAX_VIRTUAL_TIME,
+                max_steps: int = RUN_MAX_STEPS, max_virtual_time: float = RUN_MAX_VIRTUAL_TIME,
                 record_trace: bool = False) -> Outcome:
     """Execute `program` step by step on one session, settle, and check every clause."""
     validate_program(program)
@@ -288,49 +210,6 @@ def run_program(adapter: Adapter, program: list[dict[str, Any]], choices: Choice
         return session.finish()
     finally:
         session.close()
-
-
-_FLUSH: dict[tuple[str, ...], list[str]] = {}
-
-
-def _tables(adapter: Adapter) -> list[str]:
-    from django.apps import apps
-
-    from harness.django_setup import PROBE_APP
-
-    names = {*adapter.installed_apps, PROBE_APP}
-    tables: list[str] = []
-    for config in apps.get_app_configs():
-        if config.name in names:
-            tables.extend(m._meta.db_table for m in config.get_models() if m._meta.managed)
-    return sorted(tables)
-
-
-def _flush(tables: tuple[str, ...]) -> None:
-    from django.core.management.color import no_style
-    from django.db import connection, transaction
-
-    statements = _FLUSH.get(tables)
-    if statements is None:
-        existing = set(connection.introspection.table_names())
-        present = [t for t in tables if t in existing]
-        statements = list(connection.ops.sql_flush(no_style(), present, reset_sequences=True))
-        _FLUSH[tables] = statements
-    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-        for sql in statements:
-            cursor.execute(sql)
-
-
-def reset_database(adapter: Adapter) -> None:
-    """Empty the probe's and the implementation's tables and restart their primary keys at 1.
-
-    Every example starts from the same database, so primary keys (which the implementation may
-    put in what it stores, e.g. an error message) are the same when the example is replayed, and
-    nothing an earlier example stored (events, claims) can leak into the next one.
-    """
-    from harness.offload import run_on_worker
-
-    run_on_worker(_flush, tuple(_tables(adapter)))
 
 
 def iter_ops(program: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -348,16 +227,16 @@ def op_count(program: list[dict[str, Any]]) -> int:
 
 
 def validate_program(program: Any) -> None:
-    """Raise ValueError unless `program` is a list of well-formed steps."""
+    """Raise UsageError (a ValueError) unless `program` is a list of well-formed steps."""
     if not isinstance(program, list):
-        raise ValueError(f"a program is a list of steps, not {type(program).__name__}")
+        raise UsageError(f"a program is a list of steps, not {type(program).__name__}")
     for step in program:
         if not isinstance(step, dict) or step.get("op") not in OPS:
-            raise ValueError(f"not a program step: {step!r}")
+            raise UsageError(f"not a program step: {step!r}")
         if step["op"] == "concurrently":
             validate_program(step.get("steps"))
         count = step.get("count", 1)
         if step["op"] == "release" and (
             not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_RELEASE_COUNT
         ):
-            raise ValueError(f"release count must be an integer from 1 to {MAX_RELEASE_COUNT}: {step!r}")
+            raise UsageError(f"release count must be an integer from 1 to {MAX_RELEASE_COUNT}: {step!r}")

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from harness.adapters import Adapter
 from harness.choice import HypothesisChoices
-from harness.runner import Outcome
+from harness.driver import Outcome
 from scenarios.program import run_program
 
 __all__ = ["REGRESSIONS", "Regression", "search_program"]

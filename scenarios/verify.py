@@ -26,10 +26,11 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from harness import spec
 from harness.adapters import Adapter, load_adapter
+from harness.bounds import RUN_MAX_STEPS
 from harness.checkers import CHECKERS
 from harness.choice import Tape, TapeChoices
+from harness.driver import Outcome
 from harness.errors import TapeError
-from harness.runner import Outcome
 from scenarios.families import FAMILIES, PROFILES, Profile
 from scenarios.machine import (
     ACROSS,
@@ -41,7 +42,7 @@ from scenarios.machine import (
     all_keys,
     machine_factory,
 )
-from scenarios.program import DEFAULT_MAX_STEPS, op_count, run_program, validate_program
+from scenarios.program import op_count, run_program, validate_program
 
 __all__ = ["ClauseSummary", "Failure", "NondeterministicRun", "VerifyResult", "replay", "verify"]
 
@@ -61,7 +62,7 @@ class Failure:
     examples_to_first: int
     seconds_to_first: float
     sut: str = "reference"
-    max_steps: int = DEFAULT_MAX_STEPS
+    max_steps: int = RUN_MAX_STEPS
     """The scheduler bound the example ran with (a replay needs it to end at the same point)."""
     shrunk_for: str | None = None
     """None if Hypothesis shrank the example for this failure; else what it shrank it for (the
@@ -112,7 +113,7 @@ class Failure:
             clause=str(d["clause"]), family=str(d["family"]), seed=int(d["seed"]),
             program=list(d["program"]), tape=Tape.from_dict(d["tape"]), outcome=None,
             examples_to_first=int(d["examples_to_first"]), seconds_to_first=float(d["seconds_to_first"]),
-            sut=str(d.get("sut", "reference")), max_steps=int(d.get("max_steps", DEFAULT_MAX_STEPS)),
+            sut=str(d.get("sut", "reference")), max_steps=int(d.get("max_steps", RUN_MAX_STEPS)),
             shrunk_for=d.get("shrunk_for"), key=str(d.get("key") or d["clause"]),
         )
         failure.outcome = replay(failure, adapter=adapter)
@@ -388,7 +389,7 @@ def replay(failure: Failure | dict[str, Any], *, adapter: Adapter | None = None)
     if isinstance(failure, dict):
         program, tape = failure["program"], Tape.from_dict(failure["tape"])
         sut = str(failure.get("sut", "reference"))
-        max_steps = int(failure.get("max_steps", DEFAULT_MAX_STEPS))
+        max_steps = int(failure.get("max_steps", RUN_MAX_STEPS))
     else:
         program, tape, sut, max_steps = failure.program, failure.tape, failure.sut, failure.max_steps
     validate_program(program)

@@ -24,15 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from harness import spec
-from harness.errors import ConfigError, TapeError
+from harness.bounds import RUN_MAX_STEPS
+from harness.errors import CorpusError, TapeError
 
 FAILURE_FORMAT = "streamspec.failure"
 BASELINE_FORMAT = "streamspec.baseline"
 VERSION = 1
-
-
-class CorpusError(ConfigError):
-    """A failure document, corpus entry or baseline cannot be read (one line says why)."""
 
 
 def folder_name(name: str) -> str:
@@ -175,7 +172,7 @@ class Corpus:
                     examples_to_first=int(doc.get("examples_to_first", 0)),
                     seconds_to_first=float(doc.get("seconds_to_first", 0.0)),
                     sut=adapter.name,
-                    max_steps=int(doc.get("max_steps", 10_000)),
+                    max_steps=int(doc.get("max_steps", RUN_MAX_STEPS)),
                     key=str(doc.get("key") or doc["clause"]),
                 )
                 results.append(EntryResult(path, doc["clause"], "still fails", failure))

@@ -22,11 +22,13 @@ import pytest
 
 from harness.adapters import Adapter, load_adapter
 from harness.choice import ChoiceSource, FifoChoices
+from harness.driver import Outcome, Scenario, run_scenario
 from harness.errors import StreamspecError
-from harness.runner import Outcome, Scenario, run_scenario
 from harness.scheduler import RunResult, run
 
 _STATE = pytest.StashKey[dict]()
+_OWN_DB = "STREAMSPEC_TEST_DATABASE"
+"""The database URL this plugin made for its session (not one the user gave)."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -64,10 +66,13 @@ def pytest_configure(config: pytest.Config) -> None:
     except StreamspecError as exc:
         raise pytest.UsageError(f"streamspec: {exc}") from None
     tmpdir = None
-    if "DATABASE_URL" not in os.environ:
+    inherited = os.environ.get("DATABASE_URL")
+    # An xdist worker inherits the controller's environment: a database the controller made for
+    # itself is not shared (each worker empties its tables before every run), so it makes its own.
+    if inherited is None or (os.environ.get("PYTEST_XDIST_WORKER") and inherited == os.environ.get(_OWN_DB)):
         # Exported, so that server processes started by tests open the same database.
         tmpdir = tempfile.mkdtemp(prefix="streamspec-tests-")
-        os.environ["DATABASE_URL"] = f"sqlite:///{os.path.join(tmpdir, 'db.sqlite3')}"
+        os.environ["DATABASE_URL"] = os.environ[_OWN_DB] = f"sqlite:///{os.path.join(tmpdir, 'db.sqlite3')}"
     from harness.django_setup import configure
 
     try:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import pytest
 
 from harness.choice import TapeChoices
-from harness.runner import Run, run_scenario
+from harness.driver import run_scenario
+from harness.runner import Run
 from scenarios.explore import explore
 
 

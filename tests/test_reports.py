@@ -16,7 +16,8 @@ import pytest
 from harness import spec
 from harness.checkers import check_all
 from harness.choice import Tape
-from harness.runner import Outcome, RunStacks
+from harness.driver import Outcome
+from harness.runner import RunStacks
 from streamspec.reports import bugreport, index, summary, timeline
 from streamspec.reports.text import Implementation, program_steps
 from tests import histories
@@ -192,7 +193,7 @@ def test_affected_components_come_from_stacks_captured_in_the_run(sut_adapter):
     is created in the coordinator's get_task_instance; the reference never fails, so there a
     lookup's object is looked for in the reference's own files."""
     from harness.choice import FifoChoices
-    from harness.runner import run_scenario
+    from harness.driver import run_scenario
     from scenarios.explore import explore
 
     async def race(run):

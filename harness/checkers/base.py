@@ -8,9 +8,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from harness import spec
 from harness.history import TERMINAL_EVENT_TYPES, Attachment, History
-from harness.spec import Level
+from harness.spec import Level, clause
 
 
 class Verdict(StrEnum):
@@ -79,7 +78,7 @@ class Judge:
     """
 
     def __init__(self, clause_id: str, history: History) -> None:
-        self.clause = spec.clause(clause_id)
+        self.clause = clause(clause_id)
         self.history = history
         self.violations: list[Violation] = []
         self.undecided: list[str] = []
