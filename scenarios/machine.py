@@ -35,12 +35,13 @@ from harness.checkers import CHECKERS, check_all
 from harness.choice import HypothesisChoices
 from harness.driver import Outcome
 from harness.history import HARNESS
+from scenarios.failure import ACROSS, Failure
 from scenarios.families import Family, Profile
 from scenarios.program import Session, iter_ops
 
 __all__ = [
     "ACROSS", "RULES", "VIOLATIONS", "BudgetExhausted", "ClauseViolation", "Search", "Stats", "all_keys",
-    "failing_keys", "machine_factory", "violation_keys",
+    "failing_keys", "machine_factory", "program_machine_factory", "violation_keys",
 ]
 
 CLAUSE_IDS = tuple(CHECKERS)
@@ -59,8 +60,6 @@ class ClauseViolation(AssertionError):
     key = ""
 
 
-ACROSS = ":processes"
-"""Suffix of a violation key whose evidence spans several simulated processes ("S4:processes")."""
 FLOOD_MIN, FLOOD_MAX = 2, 12
 """Events one ``flood`` step releases at once: past a small documented client buffer (the
 reference's under the harness is 8), short of making an example slow."""
@@ -103,20 +102,6 @@ def failing_keys(results: list[Any], history: Any, targets: frozenset[str]) -> l
 def all_keys(clauses: Any) -> frozenset[str]:
     """Every violation key of `clauses` (each clause within one process and across processes)."""
     return frozenset(k for c in clauses for k in (c, c + ACROSS))
-
-
-@dataclass
-class Found:
-    """A failing example as the search saw it (turned into a `scenarios.verify.Failure`)."""
-
-    key: str
-    """The violation key: the clause id, or ``<id>:processes`` (see `violation_keys`)."""
-    family: str
-    program: list[dict[str, Any]]
-    outcome: Outcome
-    example: int
-    """The number of the example (over the whole verify run) that gave it."""
-    seconds: float
 
 
 @dataclass
@@ -194,24 +179,26 @@ class Search:
     """Examples run (machines made), including those Hypothesis aborted."""
     before_failure: int | None = None
     """Examples run when the first failing example was raised (the rest went to shrinking)."""
-    found: dict[str, Found] = field(default_factory=dict)
+    seed: int = 0
+    """The verify run's seed (each failure records it)."""
+    found: dict[str, Failure] = field(default_factory=dict)
     """Violation key -> the smallest failing example raised for it so far."""
     first: dict[str, tuple[int, float]] = field(default_factory=dict)
     """Violation key -> (examples, seconds) when it first failed, over the whole verify run."""
     on_example: Callable[[str, list[dict[str, Any]], Outcome], None] | None = None
     """Called with (family, program, outcome) after every judged example."""
-    also: dict[str, Found] = field(default_factory=dict)
+    also: dict[str, Failure] = field(default_factory=dict)
     """Violation key -> the smallest failing example raised for another key (a fallback)."""
 
-    def keep(self, table: dict[str, Found], found: Found) -> None:
+    def keep(self, table: dict[str, Failure], found: Failure) -> None:
         old = table.get(found.key)
         if old is None or _size(found) < _size(old):
             table[found.key] = found
 
 
-def _size(found: Found) -> tuple[int, int, int, int]:
+def _size(found: Failure) -> tuple[int, int, int, int]:
     """How big a failing example is: operations, top-level steps, deviations from FIFO, decisions."""
-    tape = found.outcome.tape
+    tape = found.tape
     return (sum(1 for _ in iter_ops(found.program)), len(found.program), tape.deviations, len(tape))
 
 
@@ -307,7 +294,9 @@ class ScenarioMachine(RuleBasedStateMachine):
         key = failing[0]
         for k in failing:
             search.first.setdefault(k, (example, seconds))
-            found = Found(k, self.family.name, list(session.program), outcome, example, seconds)
+            found = Failure(k.split(":")[0], self.family.name, search.seed, list(session.program),
+                            outcome.tape, outcome, example, seconds, search.adapter.name,
+                            search.profile.max_steps, key=k)
             search.keep(search.found if k == key else search.also, found)
         raise violation_type(key)(f"{key} failed in family {self.family.name}:\n{outcome.explain()}")
 
@@ -541,4 +530,27 @@ def machine_class(family: Family) -> type[ScenarioMachine]:
 
 def machine_factory(search: Search) -> Callable[[], ScenarioMachine]:
     cls = machine_class(search.family)
+    return lambda: cls(search)
+
+
+class ProgramMachine(ScenarioMachine):
+    """A machine that plays one fixed program: it sets the operations, the example's data the
+    interleavings. The same search as the families' searches it (a regression program, a test's)."""
+
+    program: list[dict[str, Any]] = []
+
+    @initialize(data=st.data())
+    def begin(self, data: Any) -> None:
+        self.choices.attach_data(data)
+        self.session = Session(self.search.adapter, self.choices, max_steps=self.search.profile.max_steps)
+        for step in self.program:
+            self.do(step)
+
+    @rule()
+    def done(self) -> None:
+        """The program has run; Hypothesis needs a rule to apply."""
+
+
+def program_machine_factory(search: Search, program: list[dict[str, Any]]) -> Callable[[], ScenarioMachine]:
+    cls = type("ProgramMachine", (ProgramMachine,), {"program": list(program)})
     return lambda: cls(search)

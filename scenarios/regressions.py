@@ -1,26 +1,17 @@
 """Explicit regression programs: the seed's own flow and the lookup-versus-start race.
 
 State machines take no ``@example``; these programs play that part. Each is run with its
-interleavings searched (:func:`search_program`): the program fixes the operations, never an
-ordering. ``upstream`` lists the clauses django-streaming-coordinator 0.2.1 is known to fail on it.
+interleavings searched (`scenarios.search.search_program`, the same search loop as the
+families'): the program fixes the operations, never an ordering. ``upstream`` lists the clauses
+django-streaming-coordinator 0.2.1 is known to fail on it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from hypothesis import HealthCheck, Phase, Verbosity, given, settings
-from hypothesis import seed as hypothesis_seed
-from hypothesis import strategies as st
-
-from harness.adapters import Adapter
-from harness.choice import HypothesisChoices
-from harness.driver import Outcome
-from scenarios.program import run_program
-
-__all__ = ["REGRESSIONS", "Regression", "search_program"]
+__all__ = ["REGRESSIONS", "Regression"]
 
 
 @dataclass(frozen=True)
@@ -82,41 +73,3 @@ REGRESSIONS: dict[str, Regression] = {
         ),
     )
 }
-
-
-@dataclass
-class ProgramFailure:
-    outcome: Outcome
-    clauses: list[str]
-    examples: int
-
-
-def search_program(adapter: Adapter, program: list[dict[str, Any]], *,
-                   clauses: Collection[str] | None = None, max_examples: int = 100, seed: int = 0,
-                   max_steps: int = 10_000) -> ProgramFailure | None:
-    """Search the interleavings of one fixed program for a failure of `clauses` (all if None);
-    the minimal failing run, or None if every example passed. Deterministic for a seed."""
-    examples = 0
-    failing_runs: list[Outcome] = []
-
-    def failing(outcome: Outcome) -> list[str]:
-        return [r.clause for r in outcome.failed() if clauses is None or r.clause in clauses]
-
-    @settings(max_examples=max_examples, deadline=None, database=None, phases=[Phase.generate, Phase.shrink],
-              suppress_health_check=list(HealthCheck), report_multiple_bugs=False, print_blob=False,
-              verbosity=Verbosity.quiet)
-    @given(st.data())
-    def search(data: Any) -> None:
-        nonlocal examples
-        examples += 1
-        outcome = run_program(adapter, program, HypothesisChoices(data), max_steps=max_steps)
-        if failing(outcome):
-            failing_runs.append(outcome)
-            raise AssertionError(outcome.explain())
-
-    try:
-        hypothesis_seed(seed)(search)()
-    except AssertionError:
-        minimal = failing_runs[-1]
-        return ProgramFailure(minimal, failing(minimal), examples)
-    return None

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from harness import spec
-from harness.bounds import RUN_MAX_STEPS
 from harness.errors import CorpusError, TapeError
 
 FAILURE_FORMAT = "streamspec.failure"
@@ -162,19 +161,7 @@ class Corpus:
                 results.append(EntryResult(path, doc["clause"], f"diverged: {first} (re-record it)"))
                 continue
             if outcome.verdict(doc["clause"]) == "fail":
-                failure = scenarios.Failure(
-                    clause=doc["clause"],
-                    family=str(doc["family"]),
-                    seed=int(doc["seed"]),
-                    program=list(doc["program"]),
-                    tape=outcome.tape,
-                    outcome=outcome,
-                    examples_to_first=int(doc.get("examples_to_first", 0)),
-                    seconds_to_first=float(doc.get("seconds_to_first", 0.0)),
-                    sut=adapter.name,
-                    max_steps=int(doc.get("max_steps", RUN_MAX_STEPS)),
-                    key=str(doc.get("key") or doc["clause"]),
-                )
+                failure = scenarios.Failure.from_document(doc, outcome, sut=adapter.name)
                 results.append(EntryResult(path, doc["clause"], "still fails", failure))
             else:
                 results.append(EntryResult(path, doc["clause"], "passes now"))

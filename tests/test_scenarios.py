@@ -23,10 +23,10 @@ from scenarios import (
     profile_from_env,
     replay,
     run_program,
+    search_program,
     validate_program,
     verify,
 )
-from scenarios.regressions import search_program
 
 SEED = 20240601
 ACCEPTANCE = ("S1", "S2", "S3", "S4", "S6", "S7")
