@@ -167,10 +167,11 @@ def _evict_before_terminal() -> dict:
 
 
 def _failure_not_persisted() -> dict:
-    from reference_impl.streaming.coordinator import TaskCoordinator, _error_data, _now
+    from reference_impl.streaming.coordinator import TaskCoordinator
+    from reference_impl.streaming.terminal import error_data, now
 
     async def _fail(self, task, channel, exc):
-        self._end(channel, channel.ended or channel.make_event("error", _error_data(exc), _now()))
+        self._end(channel, channel.ended or channel.make_event("error", error_data(exc), now()))
 
     return {(TaskCoordinator, "_fail"): _fail}
 

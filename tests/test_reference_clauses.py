@@ -12,7 +12,7 @@ import pytest
 from django.test import override_settings
 
 from reference_impl.example.models import ExampleTask, FailingTask, SignalTask
-from reference_impl.streaming import coordinator as coordinator_module
+from reference_impl.streaming import terminal
 from reference_impl.streaming.channel import TaskChannel
 from reference_impl.streaming.coordinator import TaskCoordinator, coordinator
 from reference_impl.streaming.models import StreamTask, TaskStatus
@@ -350,7 +350,7 @@ async def test_s6_failure_is_persisted_reported_and_not_rerun(monkeypatch):
 @pytest.mark.clause("S6")
 async def test_s6_probe_fails_when_failure_is_not_persisted(monkeypatch):
     async def fail_in_memory_only(self, task, channel, exc):
-        self._end(channel, channel.make_event("error", coordinator_module._error_data(exc), "now"))
+        self._end(channel, channel.make_event("error", terminal.error_data(exc), "now"))
 
     monkeypatch.setattr(TaskCoordinator, "_fail", fail_in_memory_only)
     problems = await s6_problems(monkeypatch)

@@ -9,6 +9,8 @@ class StreamingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        # Installs the process-wide coordinator that tasks send through (see context.py).
+        from . import coordinator  # noqa: F401
         from .conf import reload_settings
 
         def on_setting_changed(setting: str, **kwargs: object) -> None:

@@ -56,6 +56,7 @@ class TaskChannel:
         "ring",
         "running",
         "seq",
+        "stored_outcome",
         "subscriptions",
         "synced",
     )
@@ -86,6 +87,10 @@ class TaskChannel:
         self.follower: asyncio.Task | None = None
         # Set when another process took the task over from this one.
         self.lost = False
+        # (the object the run ran on, its final value) once the run stored that outcome with the
+        # terminal event: the `mark_completed` the coordinator then calls on that object has nothing
+        # left to write. Kept here, not on the object: no runtime state lives on a model object.
+        self.stored_outcome: tuple[Any, Any] | None = None
         # Its clients were given the event log up to `seq` (it read the log for them): what they
         # are owed from the log is what follows `seq`, not just the latest event.
         self.synced = False

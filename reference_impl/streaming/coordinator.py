@@ -11,7 +11,8 @@ Design, by clause (see SPEC.md):
 - S2/S3 across processes: events are appended to the database log before `send_event` returns; a
   process with clients of a task that runs elsewhere relays the log to them (see relay.py). A start
   here does not know where the task runs until its claim answers: joiners wait for that answer, and
-  if the task runs elsewhere or has finished, the clients get what was logged before the end.
+  if the task runs elsewhere or has finished, the clients get what was logged before the end
+  (the relaying is in following.py).
 - S7: a task whose owner died (its lease ran out) is taken over, once, by a process that has its
   clients or looks it up; it continues the event numbering and replays the last logged event.
 - S5/S6: the terminal event is logged before anyone sees it, then delivered, then the outcome is
@@ -27,7 +28,7 @@ import asyncio
 import contextvars
 import logging
 import secrets
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,28 +38,26 @@ from django.db import IntegrityError
 from django.db.models import Q
 from django.utils import timezone
 
-from . import relay
-from .channel import TERMINAL_TYPES, Event, TaskChannel
+from . import context, relay
+from .channel import Event, TaskChannel
 from .conf import streaming_settings
+from .following import Following
 from .models import FINISHED, StreamTask, TaskStatus
+from .relay import Key
+from .terminal import error_data as _error_data
+from .terminal import now as _now
+from .terminal import stored_terminal as _stored_terminal
 
 logger = logging.getLogger("streaming.coordinator")
-
-Key = tuple[str, Hashable]
-RELAY_BACKOFF = 8
-
-_current: contextvars.ContextVar[TaskCoordinator | None] = contextvars.ContextVar(
-    "streaming_coordinator", default=None
-)
 
 
 def current_coordinator() -> TaskCoordinator:
     """The coordinator of the running context: the process-wide one unless a test harness runs
     several simulated processes in one interpreter, each activating its own."""
-    return _current.get() or coordinator
+    return context.current()
 
 
-class TaskCoordinator:
+class TaskCoordinator(Following):
     """Keeps the running tasks of one process in memory. Use the module-level `coordinator`."""
 
     def __init__(self, name: str = "default", clock: Callable[[], datetime] | None = None) -> None:
@@ -76,7 +75,7 @@ class TaskCoordinator:
 
     def activate(self) -> contextvars.Token:
         """Make this coordinator the current one in this context (and in tasks created from it)."""
-        return _current.set(self)
+        return context.activate(self)
 
     # -- lookups ----------------------------------------------------------------------------------
 
@@ -173,7 +172,7 @@ class TaskCoordinator:
         )
 
     async def _run(self, key: Key, task: StreamTask, channel: TaskChannel) -> None:
-        _current.set(self)  # events sent from process() reach this coordinator's channels
+        context.activate(self)  # events sent from process() reach this coordinator's channels
         follow = False
         try:
             claim = await self._claim(task)
@@ -293,7 +292,7 @@ class TaskCoordinator:
             )
 
     async def _renew_leases(self) -> None:
-        _current.set(self)
+        context.activate(self)
         conf = streaming_settings()
         while self._instances:
             await asyncio.sleep(conf.lease_seconds / 3)
@@ -325,7 +324,7 @@ class TaskCoordinator:
             await self._commit_end(task, terminal, status=TaskStatus.COMPLETED, completed_at=timezone.now(),
                                    final_value=result, owner="", lease_expires_at=None)
             channel.publish(terminal)
-            task._streaming_outcome_stored = True
+            channel.stored_outcome = (task, result)
         task.last_event = dict(terminal)
         await task.mark_completed(final_value=result)
         self._end(channel, terminal)
@@ -385,29 +384,14 @@ class TaskCoordinator:
         if not channel.closed:
             self._end(channel, _stored_terminal(task, channel))
 
-    async def _deliver_logged(self, key: Key, channel: TaskChannel) -> None:
-        """The claim found the task running elsewhere or finished, so this process will not send
-        its events: its clients (attached before the start; joiners during the claim wait for it)
-        get them from the log. If the channel read the log for them before, they are owed
-        everything after its position `seq` (S2); if it never did, the latest logged event (S3)."""
-        if not streaming_settings().event_log or channel.closed or not channel.clients:
-            return
-        if channel.synced:
-            events = await relay.after(key, channel.seq)
-        else:
-            last = await relay.latest(key)
-            events = [] if last is None else [last]
-        channel.synced = True
-        for event in events:
-            if channel.closed:
-                break
-            if event["id"] <= channel.seq:
-                continue  # a joiner's read of the log delivered it meanwhile
-            channel.seq = event["id"]
-            if event.is_terminal:
-                self._end(channel, event)
-                break
-            channel.publish(event)
+    def outcome_stored(self, task: StreamTask, final_value: Any) -> bool:
+        """Whether the run on `task` just stored `final_value` as its outcome with the terminal
+        event (asked once, by the `mark_completed` that follows)."""
+        channel = self._channels.get(task.stream_key)
+        if channel is None or channel.stored_outcome is None or channel.stored_outcome[0] is not task:
+            return False
+        stored, channel.stored_outcome = channel.stored_outcome, None
+        return stored[1] is final_value
 
     async def finished_elsewhere(self, task: StreamTask) -> None:
         """`mark_completed` was called on a task this coordinator is not running: end its streams."""
@@ -509,66 +493,6 @@ class TaskCoordinator:
             channel.publish(last)
         self._follow(key, model, channel)
 
-    def _follow(self, key: Key, model: type[StreamTask], channel: TaskChannel) -> None:
-        if channel.follower is None and not channel.running and not channel.closed:
-            channel.follower = asyncio.get_running_loop().create_task(
-                self._relay(key, model, channel), name=f"stream-relay {key[0]}:{key[1]}"
-            )
-
-    async def _relay(self, key: Key, model: type[StreamTask], channel: TaskChannel) -> None:
-        """Relay the logged events of a task running in another process to local clients, until it
-        ends, starts here, or has no client left; take it over if its owner died."""
-        _current.set(self)
-        poll = streaming_settings().poll_seconds
-        interval = poll
-        try:
-            while channel.clients and not channel.running and not channel.closed:
-                await asyncio.sleep(interval)
-                if channel.running or channel.closed or not channel.clients:
-                    return
-                relayed = await self._catch_up(key, channel)
-                if channel.running or channel.closed:
-                    return  # ended, or started here meanwhile: the local run delivers from now on
-                # A quiet task is read less and less often (up to 8 polls apart), a busy one at once.
-                interval = poll if relayed else min(interval * 2, poll * RELAY_BACKOFF)
-                row = await model._default_manager.filter(pk=key[1]).afirst()
-                if channel.running or channel.closed:
-                    return
-                if row is None or row.is_finished:
-                    # What was logged after the catch-up above (up to the terminal event) comes
-                    # first: ending with the stored terminal event alone would skip it (S2).
-                    await self._catch_up(key, channel)
-                    if not channel.closed:
-                        self._end(channel, _stored_terminal(row, channel))
-                    return
-                if row.status == TaskStatus.RUNNING and (
-                    row.lease_expires_at is None or row.lease_expires_at < self.clock()
-                ):
-                    logger.warning("Task %s: its owner %s stopped renewing; taking it over", key, row.owner)
-                    await self.start_task(row)
-                    return
-        finally:
-            channel.follower = None
-            if (channel.closed or channel.idle) and self._channels.get(key) is channel:
-                del self._channels[key]
-
-    async def _catch_up(self, key: Key, channel: TaskChannel) -> bool:
-        """Relay the logged events this channel has not delivered yet, in order, each once (the
-        relay and joiners may read the log concurrently). Whether there were any."""
-        events = await relay.after(key, channel.seq)
-        channel.synced = True
-        for event in events:
-            if channel.live or channel.closed:
-                break  # it runs here now (the local run delivers from now on), or ended
-            if event["id"] <= channel.seq:
-                continue  # another reader of the log delivered it meanwhile
-            channel.seq = event["id"]
-            if event.is_terminal:
-                self._end(channel, event)
-                break
-            channel.publish(event)
-        return bool(events)
-
     def detach(self, task: StreamTask, queue: asyncio.Queue) -> None:
         key = task.stream_key
         channel = self._channels.get(key)
@@ -612,25 +536,5 @@ def _settle_claim(channel: TaskChannel) -> None:
         channel.claim.set_result(None)
 
 
-def _now() -> str:
-    return timezone.now().isoformat()
-
-
-def _error_data(exc: BaseException) -> dict[str, str]:
-    return {"message": str(exc), "error_type": type(exc).__name__}
-
-
-def _stored_terminal(stored: StreamTask | None, channel: TaskChannel) -> Event:
-    """The terminal event recorded for a finished row, rebuilt if an older writer left none."""
-    if stored is None:
-        gone = {"message": "task no longer exists", "error_type": "DoesNotExist"}
-        return channel.make_event("error", gone, _now())
-    if stored.last_event and stored.last_event.get("type") in TERMINAL_TYPES:
-        last = stored.last_event
-        return Event(last["type"], last.get("data"), last.get("timestamp"), last.get("id"))
-    if stored.status == TaskStatus.FAILED:
-        return channel.make_event("error", stored.error or {}, _now())
-    return channel.make_event("complete", {"final_value": stored.final_value}, _now())
-
-
 coordinator = TaskCoordinator()
+context.install_process_wide(coordinator)

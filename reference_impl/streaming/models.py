@@ -7,14 +7,17 @@ import logging
 from abc import ABCMeta, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Generator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.db import models
 from django.utils import timezone
 
+from . import context
+from .events import Event
+from .subscription import Subscription
+
 if TYPE_CHECKING:
-    from .channel import Event
-    from .subscription import Subscription
+    from .channel import TaskChannel
 
 logger = logging.getLogger("streaming.tasks")
 
@@ -98,8 +101,6 @@ class StreamTask(models.Model, metaclass=StreamTaskMeta):
     async def subscribe(self, last_event_id: int | None = None) -> AsyncIterator[Subscription]:
         """An attached `Subscription` (the lightest in-process client; see subscription.py),
         detached on exit. Iterating it ends after the terminal event."""
-        from .subscription import Subscription
-
         subscription = Subscription()
         await self.add_client(subscription, last_event_id)
         try:
@@ -124,7 +125,7 @@ class StreamTask(models.Model, metaclass=StreamTaskMeta):
         """Persist the task as completed. The coordinator calls it with `process()`'s return value;
         called on a task that is not running, it also ends the streams of its clients."""
         logger.info("Task %s marked completed", self.pk)
-        stored = self.__dict__.pop("_streaming_outcome_stored", False)
+        stored = _coordinator().outcome_stored(self, final_value)
         if not (stored and self.status == TaskStatus.COMPLETED and self.final_value is final_value):
             # (Skipped when the coordinator just stored this very outcome with the terminal event,
             # in one transaction: writing it again would cost a statement per task for nothing.)
@@ -155,10 +156,26 @@ class StreamTask(models.Model, metaclass=StreamTaskMeta):
         return final_value
 
 
-def _coordinator():
-    from .coordinator import current_coordinator
+class Coordinator(Protocol):
+    """What a task needs of the coordinator that runs it (`coordinator.TaskCoordinator`). Reached
+    through `context` rather than imported: the coordinator module imports this one."""
 
-    return current_coordinator()
+    async def send(self, task: StreamTask, event_type: str, data: Any) -> None: ...
+
+    async def attach(self, task: StreamTask, queue: asyncio.Queue | Subscription,
+                     last_event_id: int | None = None) -> None: ...
+
+    def detach(self, task: StreamTask, queue: asyncio.Queue | Subscription) -> None: ...
+
+    def channel_of(self, task: StreamTask) -> TaskChannel | None: ...
+
+    def outcome_stored(self, task: StreamTask, final_value: Any) -> bool: ...
+
+    async def finished_elsewhere(self, task: StreamTask) -> None: ...
+
+
+def _coordinator() -> Coordinator:
+    return context.current()
 
 
 class StreamEvent(models.Model):

@@ -23,8 +23,8 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.db import DatabaseError, IntegrityError, connections, router, transaction
 
-from .channel import Event
 from .conf import streaming_settings
+from .events import Event
 from .models import StreamEvent
 
 Key = tuple[str, Hashable]

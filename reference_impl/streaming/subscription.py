@@ -23,12 +23,18 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .events import OVERFLOW, TERMINAL_TYPES
 
-if TYPE_CHECKING:
-    from .channel import TaskChannel
+
+class Ring(Protocol):
+    """What a subscription reads of its channel (a `TaskChannel`, which imports this module, so it
+    is named by what it offers rather than imported back)."""
+
+    published: int
+    ring: list[Any]
+    mask: int
 
 
 class Subscription:
@@ -38,7 +44,7 @@ class Subscription:
 
     def __init__(self) -> None:
         # The channel it is attached to; None before it joins and once it left.
-        self._channel: TaskChannel | None = None
+        self._channel: Ring | None = None
         # The channel's publish count of the next event to read.
         self._pos = 0
         # Events for this client alone, read before the channel's: a stored terminal event, the
@@ -54,7 +60,7 @@ class Subscription:
 
     # -- what the channel does ----------------------------------------------------------------------
 
-    def _join(self, channel: TaskChannel, pos: int) -> None:
+    def _join(self, channel: Ring, pos: int) -> None:
         self._channel = channel
         self._pos = pos
         self._left = False
@@ -67,7 +73,7 @@ class Subscription:
         here (what it was handed alone counts too, as in a queue)."""
         return self._pos - (len(self._private) if self._private else 0)
 
-    def _leave(self, channel: TaskChannel, overflow: dict[str, Any] | None = None) -> None:
+    def _leave(self, channel: Ring, overflow: dict[str, Any] | None = None) -> None:
         """Detached: what was published while it was attached stays readable (the ring will be
         overwritten), as a queue keeps what was put into it; dropped: only the `overflow` notice."""
         if overflow is not None:
