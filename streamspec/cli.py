@@ -13,34 +13,33 @@ failures are exactly the expected ones), 1 when a MUST clause is violated (or a 
 stale baseline entry appears), 2 for a usage or configuration error, reported in one line; nothing
 is written then. SHOULD failures are listed separately and fail the run only with ``--strict``.
 Reports are written into a temporary folder beside the target and moved into place at the end.
+The verify job itself is `streamspec.verify_job`.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
-import shutil
 import sys
-import tempfile
-import time
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as dist_version
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import scenarios
 from harness import spec
-from harness.errors import StreamspecError
+from streamspec.console import (
+    EXIT_OK,
+    EXIT_USAGE,
+    EXIT_VIOLATED,
+    Progress,
+    UsageError,
+    configure,
+    display,
+    load,
+)
+from streamspec.verify_job import verify_command
 
-EXIT_OK, EXIT_VIOLATED, EXIT_USAGE = 0, 1, 2
-MODES = ("inproc", "http")
-PROFILES = ("dev", "ci", "thorough")
-
-
-class UsageError(Exception):
-    """A usage or configuration error: one line on stderr, exit status 2."""
+__all__ = ["build_parser", "main"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -145,412 +144,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# -- small helpers ------------------------------------------------------------------------------
-
-
-def _parse_clauses(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    by_upper = {c.upper(): c for c in spec.BY_ID}
-    wanted = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        if part.upper() not in by_upper:
-            raise UsageError(f"unknown clause {part!r}: use some of {', '.join(spec.BY_ID)}")
-        wanted.append(by_upper[part.upper()])
-    if not wanted:
-        raise UsageError("--clauses names no clause")
-    return list(dict.fromkeys(wanted))
-
-
-def _versions(adapter: Any) -> dict[str, str]:
-    import django
-    import hypothesis
-
-    try:
-        own = dist_version("streamspec")
-    except PackageNotFoundError:
-        own = "source"
-    av = adapter.versions()
-    return {
-        "implementation": str(av.get("implementation", adapter.name)),
-        "implementation_version": str(av.get("version", "")),
-        "django": django.get_version(),
-        "python": platform.python_version(),
-        "streamspec": own,
-        "hypothesis": hypothesis.__version__,
-    }
-
-
-def _display(path: Path) -> str:
-    """A path as the user would type it: relative to the working directory when inside it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve())) or "."
-    except ValueError:
-        return str(path)
-
-
-class Progress:
-    """Progress lines on stderr: by default only when it is a terminal (dimmed there)."""
-
-    def __init__(self, enabled: bool | None = None) -> None:
-        self.tty = sys.stderr.isatty()
-        self.enabled = self.tty if enabled is None else enabled
-        self.started = time.monotonic()
-
-    def __call__(self, line: str) -> None:
-        if self.enabled:
-            elapsed = time.monotonic() - self.started
-            text = f"[{elapsed:6.1f}s] {line.strip()}"
-            sys.stderr.write(f"\033[2m{text}\033[0m\n" if self.tty else text + "\n")
-            sys.stderr.flush()
-
-
-def _prepare_folder(out: Path) -> Path:
-    """A fresh temporary folder beside `out` (so the final move is a rename); UsageError if the
-    place cannot be written."""
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"output folder {_display(out)} exists and is not a folder")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    except OSError as exc:
-        raise UsageError(f"cannot write the output folder {_display(out)}: {exc.strerror or exc}") from None
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a report folder is an ordinary one
-    return tmp
-
-
-def _move_into_place(tmp: Path, out: Path) -> None:
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        out.rename(old)
-    tmp.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-# -- verify -------------------------------------------------------------------------------------
-
-
-def _load(sut: str) -> Any:
-    from harness.adapters import load_adapter
-
-    try:
-        return load_adapter(sut)
-    except StreamspecError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _configure(adapter: Any) -> None:
-    from harness.django_setup import configure
-
-    try:
-        configure(adapter, os.environ.get("DATABASE_URL"))
-    except StreamspecError as exc:
-        raise UsageError(str(exc)) from None
-    except Exception as exc:  # the implementation's app failed to load: a configuration error too
-        raise UsageError(f"cannot set Django up for {adapter.name!r}: {type(exc).__name__}: {exc}") from None
-
-
-def verify_command(
-    args: argparse.Namespace, *, out_stream: Any = None, progress: Callable[[str], None] | None = None
-) -> int:
-    from streamspec.corpus import Corpus, CorpusError, compare, folder_name, read_baseline, write_baseline
-
-    out_stream = out_stream or sys.stdout
-    if args.mode not in MODES:
-        raise UsageError(f"unknown mode {args.mode!r}: use inproc or http")
-    if args.mode == "http":
-        raise UsageError(
-            "--mode http is not implemented yet: the black-box HTTP mode is planned; use --mode inproc"
-        )
-    if args.profile not in PROFILES:
-        raise UsageError(f"unknown profile {args.profile!r}: use one of {', '.join(PROFILES)}")
-    clauses = _parse_clauses(args.clauses)
-    import scenarios
-
-    families = None
-    if args.families:
-        families = [f.strip() for f in args.families.split(",") if f.strip()]
-        unknown = [f for f in families if f not in scenarios.FAMILIES]
-        if unknown:
-            raise UsageError(f"unknown family {unknown[0]!r}: use some of {', '.join(scenarios.FAMILIES)}")
-    adapter = _load(args.sut)
-    sut_dir = folder_name(adapter.name)
-    out = Path(args.out) if args.out else Path("reports") / sut_dir
-    baseline_path = Path(args.baseline) if args.baseline else None
-    if args.update_baseline and baseline_path is None:
-        baseline_path = Path("baselines") / f"{sut_dir}.json"
-    expected: dict[str, str] | None = None
-    if baseline_path is not None and (baseline_path.exists() or not args.update_baseline):
-        try:
-            expected = read_baseline(baseline_path)
-        except CorpusError as exc:
-            raise UsageError(str(exc)) from None
-    corpus = None if args.no_corpus else Corpus(Path(args.corpus), adapter.name)
-    stored: list[Any] = []
-    if corpus is not None:
-        try:
-            stored = corpus.entries()
-        except CorpusError as exc:
-            raise UsageError(f"corpus: {exc}") from None
-    tmp = _prepare_folder(out)
-    try:
-        say = progress or Progress()
-        _configure(adapter)
-        versions = _versions(adapter)
-        started = time.perf_counter()
-
-        entry_results = []
-        if corpus is not None and stored:
-            say(f"replaying {len(stored)} corpus entries from {_display(corpus.folder)}")
-            entry_results = corpus.replay(adapter, clauses=set(clauses) if clauses else None)
-            for e in entry_results:
-                say(f"  {e.path.name}: {e.status}")
-        say(f"searching: profile {args.profile}" + (f", seed {args.seed}" if args.seed is not None else ""))
-        result = scenarios.verify(
-            adapter,
-            families=families,
-            profile=args.profile,
-            seed=args.seed,
-            clauses=set(clauses) if clauses else None,
-            progress=say,
-        )
-
-        rows, reported = _rows(result, entry_results, clauses)
-        written: dict[str, dict[str, str]] = {}
-        for clause_id, failure in reported.items():
-            outcome = _outcome_for_report(failure, adapter)
-            files, repro = _write_failure(
-                tmp, failure, outcome, adapter, versions, args.sut, not args.no_repro, say
-            )
-            written[clause_id] = files
-            row = next(r for r in rows if r["clause"] == clause_id)
-            row["files"] = files
-            if repro is not None:
-                row["repro"] = "reproduces" if repro.reproduced else repro.note
-        added = []
-        if corpus is not None:
-            from streamspec.corpus import failure_document
-
-            covered = {e.clause for e in entry_results if e.fails}
-            for failure in reported.values():
-                if failure.outcome is None or failure.clause in covered:
-                    continue  # a stored entry already shows this clause failing
-                doc = failure_document(failure, sut=args.sut, versions=versions)
-                path = corpus.add(doc)
-                if path is not None:
-                    added.append(_display(path))
-                    say(f"corpus: added {_display(path)}")
-
-        baseline_info = None
-        notes: list[str] = []
-        if baseline_path is not None:
-            if args.update_baseline:
-                expected = write_baseline(
-                    baseline_path, sut=args.sut, versions=versions, rows=rows, previous=expected
-                )
-                notes.append(
-                    f"baseline {_display(baseline_path)} written: expected failures "
-                    f"{', '.join(expected) or 'none'}"
-                )
-            assert expected is not None
-            new, stale = compare(expected, rows, strict=args.strict)
-            baseline_info = {
-                "file": _display(baseline_path),
-                "expected": sorted(expected),
-                "new": new,
-                "stale": stale,
-            }
-            for row in rows:
-                if row["clause"] in expected:
-                    row["baseline"] = "stale" if row["clause"] in stale else "expected"
-                elif row["clause"] in new:
-                    row["baseline"] = "new"
-
-        exit_code, conclusion = _conclusion(rows, baseline_info, strict=args.strict)
-        data = {
-            "format": "streamspec.summary",
-            "version": 1,
-            "sut": out.name,
-            "adapter": args.sut,
-            "versions": versions,
-            "mode": args.mode,
-            "profile": result.profile,
-            "seed": result.seed,
-            "seconds": round(time.perf_counter() - started, 3),
-            "examples": dict(result.examples),
-            "strict": bool(args.strict),
-            "clauses": rows,
-            "conclusion": conclusion,
-            "exit_code": exit_code,
-            "corpus": {
-                "folder": _display(corpus.folder) if corpus is not None else None,
-                "entries": [
-                    {"file": e.path.name, "clause": e.clause, "status": e.status} for e in entry_results
-                ],
-                "added": added,
-            },
-            "baseline": baseline_info,
-            "notes": notes,
-            "stats": {
-                **{k: v for k, v in result.stats.items() if isinstance(v, int | float | str)},
-                # Examples that violated each clause, searched for or not (a run may target a few).
-                "violating_examples": {
-                    c: n for c, n in result.stats.get("violations_by_clause", {}).items() if n
-                },
-            },
-            "folder": _display(out),
-            "finished_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
-        }
-        from streamspec.reports import write_index, write_summary
-
-        write_summary(tmp, data)
-        _move_into_place(tmp, out)
-        try:
-            write_index(out.parent)
-        except OSError as exc:
-            notes.append(f"index.html not written: {exc}")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    from streamspec.reports.summary import to_terminal
-
-    color = hasattr(out_stream, "isatty") and out_stream.isatty() and not os.environ.get("NO_COLOR")
-    print(to_terminal(data, color=color), file=out_stream)
-    return exit_code
-
-
-def _rows(result: Any, entry_results: list[Any], clauses: list[str] | None) -> tuple[list[dict], dict]:
-    """The conformance rows, and the failure to report per violated clause (the search's smallest,
-    else a corpus entry that still fails)."""
-    from streamspec.reports.summary import clause_row
-
-    rows: list[dict[str, Any]] = []
-    reported: dict[str, Any] = {}
-    for c in spec.CLAUSES:
-        row = clause_row(c.id)
-        summary = result.clauses.get(c.id)
-        stored = [e for e in entry_results if e.clause == c.id and e.fails]
-        if clauses is not None and c.id not in clauses:
-            row.update(verdict="skipped", examples=0, note="not selected with --clauses")
-            rows.append(row)
-            continue
-        verdict = summary.verdict if summary is not None else "unknown"
-        failure = summary.failure if summary is not None else None
-        source = "search" if failure is not None else None
-        if failure is None and stored:
-            failure, source = stored[0].failure, "corpus"
-        if failure is not None:
-            verdict = "fail"
-        row.update(verdict=verdict, examples=summary.examples if summary is not None else 0)
-        if summary is not None and getattr(summary, "verdicts", None):
-            row["verdicts"] = dict(summary.verdicts)
-        if failure is not None:
-            outcome = failure.outcome
-            explanations = [v.explanation for v in outcome.result(c.id).violations] if outcome else []
-            row.update(
-                source=source,
-                family=failure.family,
-                examples_to_first=failure.examples_to_first if source == "search" else None,
-                seconds_to_first=failure.seconds_to_first if source == "search" else None,
-                operations=sum(1 for _ in _leaves(failure.program)),
-                violation=explanations[0] if explanations else "",
-                violations=explanations[:10],
-            )
-            reported[c.id] = failure
-        elif verdict == "unknown":
-            row["note"] = "no example could judge it (every history was cut short or vacuous)"
-        rows.append(row)
-    return rows, reported
-
-
-def _leaves(program: list[dict[str, Any]]) -> Any:
-    for step in program:
-        if step.get("op") == "concurrently":
-            yield from _leaves(step.get("steps", []))
-        else:
-            yield step
-
-
-def _outcome_for_report(failure: Any, adapter: Any) -> Any:
-    """The failing run with its captured stacks: the failure's own outcome if it has them, else
-    a replay (the same history, byte for byte)."""
-    outcome = failure.outcome
-    if outcome is not None and getattr(outcome, "stacks", None) is not None:
-        return outcome
-    import scenarios
-
-    replayed = scenarios.replay(failure, adapter=adapter)
-    return replayed if outcome is None or replayed.history == outcome.history else outcome
-
-
-def _write_failure(
-    folder: Path,
-    failure: Any,
-    outcome: Any,
-    adapter: Any,
-    versions: dict[str, str],
-    sut: str,
-    make_repro: bool,
-    say: Callable[[str], None],
-) -> tuple[dict[str, str], Any]:
-    from streamspec.reports import write_failure
-
-    return write_failure(
-        folder,
-        failure=failure,
-        outcome=outcome,
-        adapter=adapter,
-        versions=versions,
-        sut=sut,
-        make_repro=make_repro,
-        say=say,
-    )
-
-
-def _conclusion(
-    rows: list[dict[str, Any]], baseline: dict[str, Any] | None, *, strict: bool
-) -> tuple[int, str]:
-    musts = [r["clause"] for r in rows if r["verdict"] == "fail" and r["level"] == "MUST"]
-    shoulds = [r["clause"] for r in rows if r["verdict"] == "fail" and r["level"] == "SHOULD"]
-    if baseline is not None:
-        problems = []
-        if baseline["new"]:
-            problems.append(f"new failure{'s' * (len(baseline['new']) > 1)} {', '.join(baseline['new'])}")
-        if baseline["stale"]:
-            problems.append(
-                f"stale baseline entr{'ies' if len(baseline['stale']) > 1 else 'y'} "
-                f"{', '.join(baseline['stale'])} (now passing: remove from the baseline)"
-            )
-        if problems:
-            return EXIT_VIOLATED, "FAILED against the baseline: " + "; ".join(problems)
-        known = [c for c in [*musts, *shoulds] if c in baseline["expected"]]
-        return EXIT_OK, (
-            "OK against the baseline" + (f": known failures {', '.join(known)}" if known else "")
-        )
-    if musts:
-        return (
-            EXIT_VIOLATED,
-            f"DOES NOT CONFORM: MUST clause{'s' * (len(musts) > 1)} {', '.join(musts)} violated",
-        )
-    if shoulds and strict:
-        return (
-            EXIT_VIOLATED,
-            f"FAILED (--strict): SHOULD clause{'s' * (len(shoulds) > 1)} {', '.join(shoulds)} violated",
-        )
-    if shoulds:
-        return EXIT_OK, f"CONFORMS: every MUST clause holds (SHOULD failures: {', '.join(shoulds)})"
-    unknown = [r["clause"] for r in rows if r["verdict"] == "unknown"]
-    return EXIT_OK, "CONFORMS: every MUST clause holds" + (
-        f" (not judged: {', '.join(unknown)})" if unknown else ""
-    )
-
-
 # -- replay -------------------------------------------------------------------------------------
 
 
@@ -563,9 +156,8 @@ def replay_command(args: argparse.Namespace, *, out_stream: Any = None) -> int:
     except CorpusError as exc:
         raise UsageError(str(exc)) from None
     sut = args.sut or doc["sut"]
-    adapter = _load(sut)
-    _configure(adapter)
-    import scenarios
+    adapter = load(sut)
+    configure(adapter)
     from harness.errors import TapeError
     from harness.history import History, HistoryError
 
@@ -620,7 +212,7 @@ def index_command(args: argparse.Namespace, *, out_stream: Any = None) -> int:
         path = write_index(folder)
     except OSError as exc:
         raise UsageError(f"cannot write {folder}/index.html: {exc.strerror or exc}") from None
-    print(f"{_display(path)}: {len(load_summaries(folder))} implementations", file=out_stream or sys.stdout)
+    print(f"{display(path)}: {len(load_summaries(folder))} implementations", file=out_stream or sys.stdout)
     return EXIT_OK
 
 
@@ -633,8 +225,8 @@ def mutants_command(args: argparse.Namespace, *, out_stream: Any = None) -> int:
     from harness import mutation
 
     out_stream = out_stream or sys.stdout
-    if args.profile not in PROFILES:
-        raise UsageError(f"unknown profile {args.profile!r}: use one of {', '.join(PROFILES)}")
+    if args.profile not in scenarios.PROFILES:
+        raise UsageError(f"unknown profile {args.profile!r}: use one of {', '.join(scenarios.PROFILES)}")
     try:
         catalogue = importlib.import_module(args.catalogue)
         known = [m.name for m in catalogue.CATALOGUE]
