@@ -23,6 +23,12 @@ the single place callbacks run and ``run_forever`` calls it in a loop; ``_ready`
 ``Handle``) and ``_scheduled`` (heap of ``TimerHandle``); ``Handle._callback`` / ``_args`` /
 ``_context`` / ``_cancelled`` and ``TimerHandle._when`` / ``_scheduled``; the asyncgen hooks;
 ``Task._log_destroy_pending`` and ``asyncio.tasks._unregister_task``.
+
+Long: one module because :class:`ControlledLoop` is one subclass of asyncio's loop whose methods
+keep one invariant together (a step runs exactly one ready callback, offloaded call or timer, and
+every choice among them is a recorded decision); its methods are short, and the parts that need no
+loop internals live elsewhere (bounds in `harness.bounds`, the worker thread in `harness.offload`,
+choice tapes in `harness.choice`).
 """
 
 from __future__ import annotations
