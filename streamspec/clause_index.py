@@ -379,17 +379,22 @@ def missing(entries: Iterable[ClauseEntry]) -> list[str]:
     return problems
 
 
-def _cell(items: Iterable[str], code: bool = True) -> str:
-    """Locations grouped by file: ``a.py: x, y<br>b.py: z``; "—" when there are none."""
-    groups: dict[str, list[str]] = {}
+def _cell(items: Iterable[str]) -> str:
+    """Locations grouped by file, the cases of one parametrized test in one pair of brackets:
+    ``a.py: x, t[S1-a, S1-b]<br>b.py: z``; "—" when there are none."""
+    groups: dict[str, dict[str, list[str]]] = {}
     for item in items:
         file, sep, where = item.partition("::") if "::" in item else item.partition(": ")
-        groups.setdefault(file if sep else "", []).append(where if sep else file)
-    fmt = (lambda s: f"`{s}`") if code else (lambda s: s)
-    lines = [
-        (f"{fmt(file)}: " if file else "") + ", ".join(fmt(w) for w in wheres)
-        for file, wheres in groups.items()
-    ]
+        name, _, case = (where if sep else file).partition("[")
+        cases = groups.setdefault(file if sep else "", {}).setdefault(name, [])
+        if case:
+            cases.append(case.rstrip("]"))
+    lines = []
+    for file, names in groups.items():
+        shown = ", ".join(
+            f"`{n}[{', '.join(c)}]`" if c else n if " " in n else f"`{n}`" for n, c in names.items()
+        )
+        lines.append(f"`{file}`: {shown}" if file else shown)
     return "<br>".join(lines) or "—"
 
 

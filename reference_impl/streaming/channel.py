@@ -27,7 +27,7 @@ class TaskChannel:
     Every method is synchronous on purpose: registering a client and replaying the latest event
     happen in one step of the event loop, so no `send_event` can fall between them (S3).
 
-    Buffer policy (S8): a client whose queue is full (a bounded queue), or that has more than
+    Buffer policy (S8.2): a client whose queue is full (a bounded queue), or that has more than
     `limit` events waiting (an unbounded queue), is dropped: it is detached, its queue is emptied
     and receives one ``overflow`` event, after which nothing more. A reader that gets ``overflow``
     reconnects (over SSE, with Last-Event-ID) and resumes from the latest event. The task and the

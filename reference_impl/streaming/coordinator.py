@@ -14,12 +14,15 @@ Design, by clause (see SPEC.md):
   if the task runs elsewhere or has finished, the clients get what was logged before the end
   (the relaying is in following.py).
 - S7: a task whose owner died (its lease ran out) is taken over, once, by a process that has its
-  clients or looks it up; it continues the event numbering and replays the last logged event.
+  clients or looks it up; it continues the event numbering and replays the last logged event
+  (S7.2: the log is the persisted latest event a joiner after the restart gets first).
 - S5/S6: the terminal event is logged before anyone sees it, then delivered, then the outcome is
   stored on the row and the channel closed and forgotten; later joiners get the stored terminal
   event (a process taking over a task whose log ends with a terminal event stores the outcome
   instead of running it again).
 - S8: nothing is kept once a task finished and its clients left: no locks exist at all.
+- S8.2: a client with more than `STREAMING_CLIENT_BUFFER` events waiting is dropped with one
+  ``overflow`` event (the buffer policy of channel.py).
 """
 
 from __future__ import annotations
