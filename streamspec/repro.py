@@ -1,11 +1,16 @@
 """Standalone reproduction scripts: `repro_<clause>.py`, which need only Django and the implementation.
 
-A script is the template `streamspec/reports/repro_template.py` with its generated block replaced: the
-clause, the shrunk program's steps written out as plain code, and the interleaving that shows the
-violation. The template carries everything else itself: Django settings on a throw-away SQLite
-database, a task model of its own (a subclass of the implementation's ``StreamTask`` in the
-implementation's app), one coordinator per simulated process, a compact controlled event loop
-(ready callbacks, offloaded database calls, virtual time) and a small judge for the clause.
+A script is assembled (`streamspec.inline`) from three parts. First the template
+`streamspec/reports/repro_template.py` with its generated block replaced: the clause, the shrunk
+program's steps written out as plain code, and the interleaving that shows the violation; it also
+carries Django settings on a throw-away SQLite database, a task model of its own (a subclass of the
+implementation's ``StreamTask`` in the implementation's app) and a compact controlled event loop
+(ready callbacks, offloaded database calls, virtual time). Then the engine's judging code, inlined:
+`harness/records.py`, `harness/history.py`, `harness/checkers/base.py`, the clause's checker, and
+what of `harness/spec.py` and `harness/errors.py` they use. The script judges with the very checker
+`streamspec verify` judged with: there is no second judge to drift. Last
+`streamspec/reports/repro_world.py`: one coordinator per simulated process, the operations recorded
+as a `harness.history.History` the way the harness records them, the attempts and ``main``.
 
 The harness's own choice tape cannot be reused (it counts the harness's coroutines too), so
 `build` runs the fresh script once in search mode (plain FIFO order first, then a fixed list of
@@ -18,20 +23,25 @@ not the package of its ``task_base``.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
-import re
 import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from harness import spec
+from streamspec.inline import Piece, assemble
 from streamspec.reports.text import Implementation, program_steps
 
 TEMPLATE = Path(__file__).resolve().parent / "reports" / "repro_template.py"
+WORLD = "streamspec/reports/repro_world.py"
+ENGINE = ("harness/records.py", "harness/history.py", "harness/checkers/base.py")
+"""Modules every script inlines whole; what a checker imports from another checker is inlined in part."""
 BEGIN = "# >>> generated"
 END = "# <<< generated"
 SEARCH_SEEDS = 400
@@ -128,16 +138,39 @@ def steps_code(program: list[dict[str, Any]]) -> str:
 # -- the script ---------------------------------------------------------------------------------
 
 
-def _strip_judges(text: str, clause: str) -> str:
-    """Keep only the judge of `clause` (judges are fenced by ``# judge: X`` / ``# end judge``)."""
+def _clause_table(c: spec.Clause) -> str:
+    """``CLAUSES`` as `harness.spec` writes it, with only the clause this script judges."""
+    lines = [
+        "# harness/spec.py lists every clause; this script needs only the one it judges.",
+        "CLAUSES: tuple[Clause, ...] = (",
+        "    Clause(",
+    ]
+    for f in fields(c):
+        value = getattr(c, f.name)
+        text = f"{type(value).__name__}.{value.name}" if isinstance(value, Enum) else repr(value)
+        lines.append(f"        {f.name}={text},")
+    return "\n".join([*lines, "    ),", ")", ""])
 
-    def keep(match: re.Match[str]) -> str:
-        return match.group(0) if match.group(1) == clause else ""
 
-    text = re.sub(r"# judge: (\S+)\n.*?# end judge\n\n*", keep, text, flags=re.S)
-    if clause not in ("S7", "S7.2"):
-        text = re.sub(r"def unfinished_at\(.*?\n\n\n", "", text, flags=re.S)
-    return text
+def engine_pieces(clause_id: str) -> list[Piece]:
+    """The engine's code a script of `clause_id` judges with, in the order it must be defined."""
+    c = spec.clause(clause_id)
+    checker = Piece.of(c.checker_path)
+    borrowed = []  # what the checker imports from other checkers (S7.2 uses S7's unfinished_at)
+    for node in ast.parse(checker.source).body:
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("harness.checkers."):
+            path = (node.module or "").replace(".", "/") + ".py"
+            if path not in ENGINE:
+                borrowed.append(Piece.of(path, [alias.name for alias in node.names]))
+    return [
+        Piece.of("harness/errors.py", ["StreamspecError"]),
+        Piece.of("harness/spec.py", ["Level", "Severity", "MAX_CLIENT_BUFFER", "Clause"]),
+        Piece("harness/spec.py: the clause", _clause_table(c)),
+        Piece.of("harness/spec.py", ["BY_ID", "clause"]),
+        *(Piece.of(path) for path in ENGINE),
+        *borrowed,
+        checker,
+    ]
 
 
 def _py(value: Any) -> str:
@@ -216,8 +249,10 @@ Steps:
             END,
         ]
     )
-    head = head.replace('"""@@DOC@@"""', '"""' + doc.replace('"""', "'''").replace("\\", "\\\\") + '"""')
-    return _strip_judges(head + generated + tail, c.id)
+    shebang = "#!/usr/bin/env python3\n"
+    docstring = '"""' + doc.replace('"""', "'''").replace("\\", "\\\\") + '"""'
+    template = Piece("streamspec/reports/repro_template.py", head + generated + tail)
+    return assemble(shebang + docstring, [template, *engine_pieces(c.id), Piece.of(WORLD)])
 
 
 # -- searching and confirming -------------------------------------------------------------------

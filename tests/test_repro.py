@@ -17,6 +17,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from harness import spec
+from streamspec.inline import InlineError, Piece, assemble
 from streamspec.repro import ScriptInfo, build, package_of, render, run_script, script_name, steps_code
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,11 +104,13 @@ def test_every_op_becomes_plain_code():
 
 
 @pytest.mark.parametrize("clause", ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S7.2", "S8", "S8.2"])
-def test_script_keeps_only_its_judge_and_imports_no_streamspec(clause):
+def test_script_judges_with_its_clause_checker_and_imports_no_streamspec(clause):
     text = render(ScriptInfo(clause, "lib 1.0", "streaming", RACE))
     tree = _parse(text)
-    judges = [n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("judge_")]
-    assert judges == [f"judge_{clause.replace('.', '_')}"]
+    defined = [n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.ClassDef)]
+    assert defined.count("check") == 1 and len(defined) == len(set(defined))
+    assert f"# == {spec.clause(clause).checker_path} ==" in text
+    assert not [name for name in defined if name.startswith("judge_S")]
     imported = {
         alias.name.split(".")[0]
         for node in ast.walk(tree)
@@ -121,6 +125,22 @@ def test_script_keeps_only_its_judge_and_imports_no_streamspec(clause):
     assert not imported & {"harness", "scenarios", "streamspec", "hypothesis", "reference_impl"}
     assert imported <= set(sys.stdlib_module_names) | {"django", "__future__"}
     assert script_name(clause) == f"repro_{clause.replace('.', '_')}.py"
+
+
+def test_inlining_refuses_a_name_defined_twice_or_never():
+    checker = "from harness.history import History\n\n\ndef check(h: History) -> None:\n    pass\n"
+    one = Piece("one.py", checker)
+    other = Piece("other.py", "def check() -> None:\n    pass\n")
+    with pytest.raises(InlineError, match=r"check is defined by both one\.py and other\.py"):
+        assemble("", [one, other])
+    with pytest.raises(InlineError, match="stripped imports need History, which no piece defines"):
+        assemble("", [one])
+    history = Piece("history.py", "import json\n\n\nclass History:\n    pass\n\n\nUNUSED = 1\n", ("History",))
+    script = assemble("#!/usr/bin/env python3", [history, one])
+    assert "import json" not in script and "UNUSED" not in script and "from harness" not in script
+    namespace: dict = {}
+    exec(compile(script, "script.py", "exec"), namespace)
+    assert namespace["check"](namespace["History"]()) is None
 
 
 def test_repro_scripts_hold_on_the_reference(tmp_path: Path):
@@ -142,14 +162,10 @@ def test_a_package_that_cannot_load_exits_2(tmp_path: Path):
 
 
 def test_upstream_race_reproduces_standalone_and_passes_on_the_reference(sut_adapter, tmp_path: Path):
-    from harness.runner import Run
-    from scenarios.explore import explore
+    from scenarios import REGRESSIONS, search_program
 
-    async def race(run: Run) -> None:
-        created = await run.create()
-        await run.concurrently(run.start(created), run.lookup(created.task))
-
-    found = explore(sut_adapter, race, clauses={"S1"}, max_examples=200, seed=0)
+    found = search_program(sut_adapter, REGRESSIONS["lookup_vs_start"].program, clauses={"S1"},
+                           max_examples=200, seed=0)
     if sut_adapter.name != "upstream":
         assert found is None  # the race is upstream's: there is nothing to reproduce here
         return
@@ -158,7 +174,7 @@ def test_upstream_race_reproduces_standalone_and_passes_on_the_reference(sut_ada
     repro = build(failure, sut_adapter, tmp_path)
     assert package_of(sut_adapter) == "streaming"
     assert repro.reproduced, repro.note
-    assert "RESULT: S1 is violated" in repro.output and "expected: lookup" in repro.output
+    assert "RESULT: S1 is violated" in repro.output and "actual:   lookup op" in repro.output
     alone = run_script(repro.path, adapter=sut_adapter)
     assert alone.returncode == 1 and alone.stdout == repro.output  # deterministic
     fixed = _run(repro.path, package="reference_impl.streaming")
