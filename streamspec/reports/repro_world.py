@@ -15,7 +15,6 @@ import os
 import shutil
 import sys
 import traceback
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -38,6 +37,7 @@ from harness.history import (
     Snapshot,
     StreamEnd,
 )
+from harness.probe.gates import _Gate  # the probe's own gate, inlined
 from streamspec.reports.repro_template import (
     BUFFER_LIMIT,
     CLAUSE,
@@ -87,25 +87,6 @@ class Process:
         return self.world.loop.create_task(coro, context=context)
 
 
-class Gate:
-    """The commands waiting for one task's process(). Every run of the task waits on the same gate:
-    a command wakes them all and the first live one takes it."""
-
-    def __init__(self) -> None:
-        self.commands: deque[str] = deque()
-        self.changed = asyncio.Event()
-
-    def open(self, command: str) -> None:
-        self.commands.append(command)
-        self.changed.set()
-        self.changed = asyncio.Event()
-
-    async def take(self) -> str:
-        while not self.commands:
-            await self.changed.wait()
-        return self.commands.popleft()
-
-
 class TaskRef:
     def __init__(self, token: str, pk: Any) -> None:
         self.token, self.pk = token, pk
@@ -130,7 +111,7 @@ class World:
         self.tasks: dict[Any, TaskRef] = {}
         self.objects: dict[int, tuple[str, Any]] = {}
         self.clients: list[Client] = []
-        self.gates: dict[Any, Gate] = {}
+        self.gates: dict[Any, _Gate] = {}
         self.seq: dict[Any, int] = {}
         self.active: dict[tuple[str, Any], int] = {}
         self.ops = 0
@@ -302,7 +283,7 @@ class World:
             return
         op_id = self.invoke(HARNESS, name, task, {"count": times, **args} if times > 1 else args)
         for _ in range(times):
-            self.gates.setdefault(task.pk, Gate()).open(command)
+            self.gates.setdefault(task.pk, _Gate()).open(command)
         self.add(Complete, HARNESS, op_id=op_id, status="ok")
 
     async def stall(self, client: Client | None) -> None:
@@ -341,7 +322,7 @@ class World:
         self.add(ProcessEnter, name, task=task.token, obj=obj)
         outcome = "error"
         try:
-            gate = self.gates.setdefault(instance.pk, Gate())
+            gate = self.gates.setdefault(instance.pk, _Gate())
             while True:
                 command = await gate.take()
                 if command == "send":
