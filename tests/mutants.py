@@ -190,6 +190,52 @@ def _completed_runs_again() -> dict:
     return {(TaskCoordinator, "_claim"): _claim, (StreamTask, "is_finished"): finished}
 
 
+def _takeover_keeps_the_dead_lease() -> dict:
+    from django.db.models import Q
+
+    from reference_impl.streaming.coordinator import TaskCoordinator
+    from reference_impl.streaming.models import FINISHED, TaskStatus
+
+    original = TaskCoordinator._claim
+
+    async def _claim(self, task):
+        manager = type(task)._default_manager
+        if await manager.filter(pk=task.pk, status=TaskStatus.PENDING).aexists():
+            return await original(self, task)  # a first start: the reference's own claim
+        now = self.clock()
+        claimable = Q(owner=self.token) | Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
+        # The takeover writes the new owner but leaves the dead owner's expired lease for the
+        # heartbeat to renew: until it does, the row still looks abandoned to every other process.
+        if await manager.filter(claimable, pk=task.pk, completed_at__isnull=True).exclude(
+            status__in=FINISHED
+        ).aupdate(status=TaskStatus.RUNNING, owner=self.token, updated_at=now):
+            task.status, task.owner = TaskStatus.RUNNING, self.token
+            return "claimed"
+        row = await manager.filter(pk=task.pk).afirst()
+        return "finished" if row is None or row.is_finished else "elsewhere"
+
+    return {(TaskCoordinator, "_claim"): _claim}
+
+
+def _resume_without_replay() -> dict:
+    from reference_impl.streaming import relay
+    from reference_impl.streaming.coordinator import TaskCoordinator
+
+    original = TaskCoordinator._resume
+
+    async def _resume(self, key, task, channel):
+        if channel.seq:
+            return await original(self, key, task, channel)  # relayed clients get what they missed
+        last = await relay.latest(key)
+        if last is not None and not last.is_terminal:
+            # The log is read for the numbering only: the last event is not published again.
+            channel.seq = last["id"]
+            return True
+        return await original(self, key, task, channel)
+
+    return {(TaskCoordinator, "_resume"): _resume}
+
+
 def _queues_left_behind() -> dict:
     from reference_impl.streaming.coordinator import TaskCoordinator
 
@@ -244,6 +290,13 @@ CATALOGUE: tuple[Mutant, ...] = (
     Mutant("completed_runs_again", "S4",
            "Only failed counts as finished: a completed task runs again when looked up after a restart",
            _completed_runs_again),
+    Mutant("takeover_keeps_the_dead_lease", "S7",
+           "Taking over a dead owner's task writes the new owner but not a new lease: until the "
+           "first renewal another process takes it over again and resumes it a second time",
+           _takeover_keeps_the_dead_lease),
+    Mutant("resume_without_replay", "S7.2",
+           "A task resumed after a crash continues its numbering from the log but does not replay "
+           "the last logged event to joiners", _resume_without_replay),
     Mutant("queues_left_behind", "S8", "Detaching a client leaves its queue registered", _queues_left_behind),
     Mutant("unbounded_buffers", "S8.2",
            "A client that never reads accumulates every event", _unbounded_buffers),

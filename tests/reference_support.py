@@ -3,12 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from itertools import pairwise
-from typing import Any
+from typing import Any, TypeVar
 
 from reference_impl.streaming.channel import TERMINAL_TYPES
 
 APP = "example"
+FAST = {"STREAMING_POLL_SECONDS": 0.01, "STREAMING_LEASE_SECONDS": 0.3}
+"""Relays and leases in hundredths of a second, for tests with several processes."""
+
+T = TypeVar("T")
+
+
+async def in_process(coordinator: Any, coro_fn: Callable[[], Awaitable[T]]) -> T:
+    """Run `coro_fn()` as a coroutine of `coordinator`'s process (tasks it creates belong to it)."""
+
+    async def body() -> T:
+        coordinator.activate()
+        return await coro_fn()
+
+    return await asyncio.create_task(body())
+
+
+async def settle(*coordinators: Any) -> None:
+    """Until no task runs and no relay follows one in any of `coordinators`."""
+    async with asyncio.timeout(5):
+        for c in coordinators:
+            await c.join()
+        while any(c.resources()["relays"] for c in coordinators):
+            await asyncio.sleep(0.01)
 
 
 async def drain(queue: asyncio.Queue, timeout: float = 2.0) -> tuple[list[dict[str, Any]], bool]:

@@ -7,16 +7,19 @@ test that the same probe finds problems once the fix is patched out: each test i
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 
 from reference_impl.example.models import ExampleTask, FailingTask, SignalTask
-from reference_impl.streaming import terminal
-from reference_impl.streaming.channel import TaskChannel
+from reference_impl.streaming import relay, terminal
+from reference_impl.streaming.channel import Event, TaskChannel
 from reference_impl.streaming.coordinator import TaskCoordinator, coordinator
 from reference_impl.streaming.models import StreamTask, TaskStatus
-from tests.reference_support import APP, EntryCounter, drain, gaps
+from tests.mutants import BY_NAME
+from tests.reference_support import APP, FAST, EntryCounter, drain, gaps, in_process, settle
 
 # Each test starts with an empty process-wide coordinator and must leave it empty.
 pytestmark = pytest.mark.usefixtures("reference_defaults", "fresh_coordinator")
@@ -356,6 +359,127 @@ async def test_s6_probe_fails_when_failure_is_not_persisted(monkeypatch):
     problems = await s6_problems(monkeypatch)
     assert any("status=running" in p for p in problems)
     assert "process() ran 2 times" in problems
+
+
+# -- S7 restart and S7.2 replay after restart ----------------------------------------------------
+# Processes are coordinators side by side in this loop (as the harness simulates them); a crash is
+# `shutdown()`: the run stops, the row stays running under the dead owner's lease.
+
+
+async def s7_problems(monkeypatch) -> list[str]:
+    """p0 crashes while running a task; p1 and p2, started after it, have a client each. Nobody may
+    resume it while p0's lease holds, then exactly one process resumes it, and both clients first
+    get the event that was latest before the crash, then every later one."""
+    problems = []
+    counter = EntryCounter(monkeypatch, SignalTask)
+    task = await SignalTask.objects.acreate()
+    p0, p1, p2 = TaskCoordinator("p0"), TaskCoordinator("p1"), TaskCoordinator("p2")
+    await in_process(p0, lambda: p0.start_task(task))
+    async with asyncio.timeout(2):
+        while counter.count == 0 or p0.channel_of(task).latest is None:
+            await asyncio.sleep(0.002)
+    await in_process(p0, lambda: task.send_event("tick", {}))
+    latest = p0.channel_of(task).latest["id"]
+    await in_process(p0, p0.shutdown)
+    clients = {p1: asyncio.Queue(), p2: asyncio.Queue()}
+
+    async def join(process: TaskCoordinator) -> None:
+        instance = await SignalTask.objects.aget(pk=task.pk)
+        await instance.add_client(clients[process])
+
+    await asyncio.gather(*(in_process(p, lambda p=p: join(p)) for p in clients))
+    if counter.count != 1:
+        problems.append("the task was resumed while its dead owner's lease still held")
+    async with asyncio.timeout(2):
+        while counter.count < 2:
+            await asyncio.sleep(0.005)
+    await asyncio.sleep(0.2)  # two renewal periods: a second takeover would have happened by now
+    await SignalTask.release(task.pk)
+    for process, queue in clients.items():
+        events, ended = await drain(queue)
+        if not events or events[0]["id"] != latest:
+            problems.append(f"the client in {process.name} first got "
+                            f"{events[0]['id'] if events else 'nothing'}, not event {latest}")
+        problems += [f"the client in {process.name}: {gap}" for gap in gaps(events)]
+        if not ended or events[-1]["type"] != "complete":
+            problems.append(f"the client in {process.name} did not end on the terminal event")
+    await settle(p1, p2)
+    if counter.count != 2:
+        problems.append(f"process() was entered {counter.count - 1} times after the crash")
+    return problems
+
+
+@pytest.mark.clause("S7")
+async def test_s7_a_crashed_task_is_resumed_once_after_its_lease_and_clients_get_its_latest_event(
+    monkeypatch,
+):
+    with override_settings(**FAST):
+        assert await s7_problems(monkeypatch) == []
+
+
+@pytest.mark.clause("S7")
+async def test_s7_probe_fails_when_a_takeover_leaves_the_dead_lease(monkeypatch):
+    with override_settings(**FAST), BY_NAME["takeover_keeps_the_dead_lease"].patched():
+        problems = await s7_problems(monkeypatch)
+    assert "process() was entered 2 times after the crash" in problems, problems
+
+
+async def crashed_with_events(count: int) -> SignalTask:
+    """A task whose owner died (its lease ran out) after logging `count` progress events."""
+    task = await SignalTask.objects.acreate()
+    expired = timezone.now() - timedelta(seconds=1)
+    await SignalTask.objects.filter(pk=task.pk).aupdate(status=TaskStatus.RUNNING, owner="p0:dead",
+                                                        lease_expires_at=expired)
+    for seq in range(1, count + 1):
+        await relay.append(task.stream_key, Event("progress", {"step": seq}, "t", seq))
+    return task
+
+
+async def s7_2_problems(monkeypatch) -> list[str]:
+    """A lookup in a new process resumes the task; a client joining it before the resumed run sent
+    anything must first get the last event logged before the crash, then the run's events."""
+    problems = []
+    task = await crashed_with_events(3)
+    entered, go = asyncio.Event(), asyncio.Event()
+    original = SignalTask.process
+
+    async def held(self):  # the resumed run sends nothing until the client joined
+        entered.set()
+        await go.wait()
+        return await original(self)
+
+    monkeypatch.setattr(SignalTask, "process", held)
+    p1 = TaskCoordinator("p1")
+    found = await in_process(p1, lambda: p1.get_task_instance(APP, "SignalTask", task.pk))
+    async with asyncio.timeout(2):
+        await entered.wait()
+    client: asyncio.Queue = asyncio.Queue()
+    await in_process(p1, lambda: found.add_client(client))
+    first = None if client.empty() else client.get_nowait()
+    if first is None or first["id"] != 3:
+        problems.append(f"a joiner of the resumed task first got {first and first['id']}, not event 3")
+    go.set()
+    await SignalTask.release(task.pk)
+    events, ended = await drain(client)
+    events = [first, *events] if first else events
+    problems += gaps(events)
+    if not ended or [e["type"] for e in events][-3:] != ["start", "released", "complete"]:
+        problems.append(f"the joiner got {[e['type'] for e in events]}")
+    await settle(p1)
+    return problems
+
+
+@pytest.mark.clause("S7.2")
+async def test_s7_2_a_joiner_of_a_resumed_task_first_gets_the_last_logged_event(monkeypatch):
+    with override_settings(**FAST):
+        assert await s7_2_problems(monkeypatch) == []
+
+
+@pytest.mark.clause("S7.2")
+async def test_s7_2_probe_fails_when_the_resume_does_not_replay(monkeypatch):
+    with override_settings(**FAST), BY_NAME["resume_without_replay"].patched():
+        problems = await s7_2_problems(monkeypatch)
+    assert problems == ["a joiner of the resumed task first got None, not event 3"], problems
 
 
 # -- S8 hygiene and bounded resources -----------------------------------------------------------

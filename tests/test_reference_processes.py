@@ -18,10 +18,7 @@ from django.utils import timezone
 from reference_impl.example.models import ExampleTask, SignalTask
 from reference_impl.streaming import relay
 from reference_impl.streaming.coordinator import TaskCoordinator
-from tests.reference_support import APP, EntryCounter, drain, gaps
-
-FAST = {"STREAMING_POLL_SECONDS": 0.01, "STREAMING_LEASE_SECONDS": 0.3}
-
+from tests.reference_support import APP, FAST, EntryCounter, drain, gaps, in_process, settle
 
 pytestmark = pytest.mark.usefixtures("reference_defaults")
 
@@ -29,24 +26,6 @@ pytestmark = pytest.mark.usefixtures("reference_defaults")
 def fast_relay():
     with override_settings(**FAST):
         yield
-
-
-async def in_process(coordinator: TaskCoordinator, coro_fn):
-    """Run `coro_fn()` as a coroutine of `coordinator`'s process."""
-
-    async def body():
-        coordinator.activate()
-        return await coro_fn()
-
-    return await asyncio.create_task(body())
-
-
-async def settle(*coordinators: TaskCoordinator) -> None:
-    async with asyncio.timeout(5):
-        for c in coordinators:
-            await c.join()
-        while any(c.resources()["relays"] for c in coordinators):
-            await asyncio.sleep(0.01)
 
 
 async def two_process_problems(monkeypatch) -> list[str]:
