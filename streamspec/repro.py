@@ -164,7 +164,8 @@ def engine_pieces(clause_id: str) -> list[Piece]:
                 borrowed.append(Piece.of(path, [alias.name for alias in node.names]))
     return [
         Piece.of("harness/errors.py", ["StreamspecError"]),
-        Piece.of("harness/probe/gates.py", ["_Gate"]),
+        Piece.of("harness/probe/gates.py",
+                 ["SEND", "RETURN", "RAISE", "ProbeFailure", "ProbeHooks", "_Gate", "Gates"]),
         Piece.of("harness/spec.py", ["Level", "Severity", "MAX_CLIENT_BUFFER", "Clause"]),
         Piece("harness/spec.py: the clause", _clause_table(c)),
         Piece.of("harness/spec.py", ["BY_ID", "clause"]),

@@ -15,7 +15,10 @@ from typing import Any
 
 from harness.errors import StreamspecError
 
-SEND, RETURN, RAISE = "send", "return", "raise"
+# One name per line: the standalone scripts inline these definitions by name.
+SEND = "send"
+RETURN = "return"
+RAISE = "raise"
 
 
 class ProbeFailure(Exception):

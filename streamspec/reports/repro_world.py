@@ -37,7 +37,7 @@ from harness.history import (
     Snapshot,
     StreamEnd,
 )
-from harness.probe.gates import _Gate  # the probe's own gate, inlined
+from harness.probe.gates import Gates, ProbeHooks  # the probe's own gates, inlined
 from streamspec.reports.repro_template import (
     BUFFER_LIMIT,
     CLAUSE,
@@ -111,8 +111,7 @@ class World:
         self.tasks: dict[Any, TaskRef] = {}
         self.objects: dict[int, tuple[str, Any]] = {}
         self.clients: list[Client] = []
-        self.gates: dict[Any, _Gate] = {}
-        self.seq: dict[Any, int] = {}
+        self.probe = Gates(ProbeHooks(self._entered, self._exited, self._sending, self._sent))
         self.active: dict[tuple[str, Any], int] = {}
         self.ops = 0
         self.spawn()
@@ -283,7 +282,7 @@ class World:
             return
         op_id = self.invoke(HARNESS, name, task, {"count": times, **args} if times > 1 else args)
         for _ in range(times):
-            self.gates.setdefault(task.pk, _Gate()).open(command)
+            self.probe.open(task.pk, command)
         self.add(Complete, HARNESS, op_id=op_id, status="ok")
 
     async def stall(self, client: Client | None) -> None:
@@ -315,38 +314,31 @@ class World:
     # -- the task's process() and the clients' queues --
 
     async def run_task(self, instance: Any) -> Any:
-        process = PROCESS.get()
-        name = process.name if process else "?"
-        task, obj = self.task_of_pk(instance.pk), self.obj(instance)
-        self.active[(name, instance.pk)] = self.active.get((name, instance.pk), 0) + 1
-        self.add(ProcessEnter, name, task=task.token, obj=obj)
-        outcome = "error"
-        try:
-            gate = self.gates.setdefault(instance.pk, _Gate())
-            while True:
-                command = await gate.take()
-                if command == "send":
-                    await self.send(instance, "progress")
-                elif command == "return":
-                    n = await self.send(instance, "complete")
-                    outcome = "ok"
-                    return {"n": n}
-                else:
-                    raise RuntimeError(f"task {instance.pk} made to fail")
-        finally:
-            if self.active.get((name, instance.pk)):
-                self.active[(name, instance.pk)] -= 1
-            self.add(ProcessExit, name, task=task.token, obj=obj, outcome=outcome)
+        """The task's process(): the probe's own gates (inlined from the engine) decide each step."""
+        return await self.probe.run(instance)
 
-    async def send(self, instance: Any, event_type: str) -> int:
-        n = self.seq[instance.pk] = self.seq.get(instance.pk, 0) + 1
+    def _entered(self, instance: Any) -> None:
         process = PROCESS.get()
         name = process.name if process else "?"
-        task = self.task_of_pk(instance.pk).token
-        self.add(Send, name, task=task, seq=n, event_type=event_type)
-        await instance.send_event(event_type, {"n": n})
-        self.add(Sent, name, task=task, seq=n)
-        return n
+        self.active[(name, instance.pk)] = self.active.get((name, instance.pk), 0) + 1
+        self.add(ProcessEnter, name, task=self.task_of_pk(instance.pk).token, obj=self.obj(instance))
+
+    def _exited(self, instance: Any, outcome: str) -> None:
+        process = PROCESS.get()
+        name = process.name if process else "?"
+        if self.active.get((name, instance.pk)):
+            self.active[(name, instance.pk)] -= 1
+        self.add(ProcessExit, name, task=self.task_of_pk(instance.pk).token, obj=self.obj(instance),
+                 outcome=outcome)
+
+    def _sending(self, instance: Any, n: int, event_type: str) -> None:
+        process = PROCESS.get()
+        self.add(Send, process.name if process else "?", task=self.task_of_pk(instance.pk).token, seq=n,
+                 event_type=event_type)
+
+    def _sent(self, instance: Any, n: int) -> None:
+        process = PROCESS.get()
+        self.add(Sent, process.name if process else "?", task=self.task_of_pk(instance.pk).token, seq=n)
 
     async def consume(self, client: Client) -> None:
         while not client.ended:
