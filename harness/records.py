@@ -244,6 +244,18 @@ KINDS: dict[str, type[Record]] = {t.kind: t for t in RECORD_TYPES}
 R = TypeVar("R", bound=Record)
 
 
+def read_event(event: Any) -> tuple[str, int | None, str | None]:
+    """What a client read, as a history records it: the event's type, the probe's sequence number
+    in its data, and the end of the stream the event makes: "overflow" (the client was dropped;
+    nothing is delivered), "terminal" (delivered, and the stream is over) or None."""
+    kind = event.get("type") if isinstance(event, dict) else None
+    if kind == "overflow":
+        return "overflow", None, "overflow"
+    data = event.get("data") if isinstance(event, dict) else None
+    seq = data.get("n") if isinstance(data, dict) and isinstance(data.get("n"), int) else None
+    return str(kind), seq, "terminal" if kind in TERMINAL_EVENT_TYPES else None
+
+
 def _plain(value: Any) -> Any:
     """JSON-ready copy with sorted dict keys, so the same history always gives the same text."""
     if is_dataclass(value) and not isinstance(value, type):

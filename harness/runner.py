@@ -37,8 +37,7 @@ from harness.history import (
 from harness.probe import stacks
 from harness.probe.gates import RAISE, RETURN, SEND, Gates, ProbeHooks, activate_gates
 from harness.recorder import Recorder
-
-TERMINAL = frozenset({"complete", "error"})
+from harness.records import read_event
 
 _process: contextvars.ContextVar[str] = contextvars.ContextVar("streamspec_process", default=HARNESS)
 
@@ -395,18 +394,13 @@ class Run:
         """The client read `event`: a delivery, and the end of its stream if it was the last."""
         if client.ended:
             return
-        kind = event.get("type") if isinstance(event, dict) else None
-        if kind == "overflow":
+        kind, seq, end = read_event(event)
+        if end != "overflow":
+            self.recorder.add(Deliver, client.process, client=client.token, task=client.task.token,
+                              seq=seq, event_type=kind)
+        if end is not None:
             client.ended = True
-            self.recorder.add(StreamEnd, client.process, client=client.token, reason="overflow")
-            return
-        data = event.get("data") if isinstance(event, dict) else None
-        seq = data.get("n") if isinstance(data, dict) and isinstance(data.get("n"), int) else None
-        self.recorder.add(Deliver, client.process, client=client.token, task=client.task.token,
-                          seq=seq, event_type=str(kind))
-        if kind in TERMINAL:
-            client.ended = True
-            self.recorder.add(StreamEnd, client.process, client=client.token, reason="terminal")
+            self.recorder.add(StreamEnd, client.process, client=client.token, reason=end)
 
     def _task_factory(self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task:
         """Create tasks as asyncio does, remembering where each was created (who started a run)."""

@@ -22,7 +22,6 @@ from harness.checkers.base import ClauseResult, Verdict
 from harness.checkers.s1_identity import check  # the script's own clause's checker, inlined
 from harness.history import (
     HARNESS,
-    TERMINAL_EVENT_TYPES,
     Complete,
     Deliver,
     Fault,
@@ -38,6 +37,7 @@ from harness.history import (
     StreamEnd,
 )
 from harness.probe.gates import Gates, ProbeHooks  # the probe's own gates, inlined
+from harness.records import read_event
 from streamspec.reports.repro_template import (
     BUFFER_LIMIT,
     CLAUSE,
@@ -348,18 +348,13 @@ class World:
         """The client read `event`: a delivery, and the end of its stream if it was the last."""
         if client.ended:
             return
-        kind = event.get("type") if isinstance(event, dict) else None
-        if kind == "overflow":
+        kind, seq, end = read_event(event)
+        if end != "overflow":
+            self.add(Deliver, client.process.name, client=client.token, task=client.task.token, seq=seq,
+                     event_type=kind)
+        if end is not None:
             client.ended = True
-            self.add(StreamEnd, client.process.name, client=client.token, reason="overflow")
-            return
-        data = event.get("data") if isinstance(event, dict) else None
-        seq = data.get("n") if isinstance(data, dict) and isinstance(data.get("n"), int) else None
-        self.add(Deliver, client.process.name, client=client.token, task=client.task.token, seq=seq,
-                 event_type=str(kind))
-        if kind in TERMINAL_EVENT_TYPES:
-            client.ended = True
-            self.add(StreamEnd, client.process.name, client=client.token, reason="terminal")
+            self.add(StreamEnd, client.process.name, client=client.token, reason=end)
 
     # -- the end of the run --
 
