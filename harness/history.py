@@ -83,6 +83,7 @@ __all__ = [
     "Complete",
     "Deliver",
     "EndReason",
+    "Execution",
     "Fault",
     "Finish",
     "History",
@@ -96,7 +97,6 @@ __all__ = [
     "ProcessExit",
     "R",
     "Record",
-    "Run",
     "RunEnd",
     "RunEndReason",
     "Send",
@@ -156,7 +156,7 @@ class Operation:
 
 
 @dataclass(frozen=True, slots=True)
-class Run:
+class Execution:
     """One execution of a task's process() on one object: [start, end) in record indices."""
 
     task: str
@@ -314,8 +314,8 @@ class History:
         self._runs = self._build_runs()
         self._attachments = self._build_attachments()
 
-    def _build_runs(self) -> list[Run]:
-        runs: list[Run] = []
+    def _build_runs(self) -> list[Execution]:
+        runs: list[Execution] = []
         # A list per object: the same object may (wrongly) be inside process() twice at once,
         # and S4 must see both runs. Exits match entries first-in, first-out.
         open_runs: dict[tuple[str, str, str], list[ProcessEnter]] = {}
@@ -329,15 +329,15 @@ class History:
                 enter = entered.pop(0)
                 crash = self._crash_at.get(r.process)
                 if crash is not None and crash < r.index:
-                    runs.append(Run(r.task, r.obj, r.process, enter.index, crash, "crashed"))
+                    runs.append(Execution(r.task, r.obj, r.process, enter.index, crash, "crashed"))
                 else:
-                    runs.append(Run(r.task, r.obj, r.process, enter.index, r.index, r.outcome))
+                    runs.append(Execution(r.task, r.obj, r.process, enter.index, r.index, r.outcome))
         for enter in (e for entered in open_runs.values() for e in entered):
             crash = self._crash_at.get(enter.process)
             if crash is not None and crash > enter.index:
-                runs.append(Run(enter.task, enter.obj, enter.process, enter.index, crash, "crashed"))
+                runs.append(Execution(enter.task, enter.obj, enter.process, enter.index, crash, "crashed"))
             else:
-                runs.append(Run(enter.task, enter.obj, enter.process, enter.index, None, None))
+                runs.append(Execution(enter.task, enter.obj, enter.process, enter.index, None, None))
         return sorted(runs, key=lambda run: run.start)
 
     def _build_attachments(self) -> list[Attachment]:
@@ -446,11 +446,11 @@ class History:
                 return o
         return None
 
-    def runs(self, task: str | None = None) -> list[Run]:
+    def runs(self, task: str | None = None) -> list[Execution]:
         """Runs of process(), ordered by entry."""
         return [r for r in self._runs if task is None or r.task == task]
 
-    def runs_during(self, task: str, lo: int, hi: int | None, process: str | None = None) -> list[Run]:
+    def runs_during(self, task: str, lo: int, hi: int | None, process: str | None = None) -> list[Execution]:
         """Runs of `task` (in `process`, if given) active at some point of [lo, hi]."""
         return [
             r for r in self.runs(task) if r.overlaps(lo, hi) and (process is None or r.process == process)

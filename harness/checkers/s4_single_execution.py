@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from harness.checkers.base import ClauseResult, Judge, finish_lost_in_crash
-from harness.history import History, Run
+from harness.history import Execution, History
 
 CLAUSE_ID = "S4"
 
 
-def _name(run: Run) -> str:
+def _name(run: Execution) -> str:
     return f"{run.obj} ({run.process}, entered at #{run.start})"
 
 
