@@ -502,6 +502,9 @@ async def test_s8_nothing_is_left_after_completion_and_disconnect():
     assert coordinator.resources()["channels"] == 0
 
 
+# -- S8.2 bounded client buffers ------------------------------------------------------------------
+
+
 async def s8_slow_reader_problems() -> list[str]:
     problems = []
     task = await SignalTask.objects.acreate()
@@ -529,22 +532,22 @@ async def s8_slow_reader_problems() -> list[str]:
     return problems
 
 
-@pytest.mark.clause("S8")
-async def test_s8_slow_readers_are_dropped_with_a_notice():
+@pytest.mark.clause("S8.2")
+async def test_s8_2_slow_readers_are_dropped_with_a_notice():
     with override_settings(STREAMING_CLIENT_BUFFER=3):
         assert await s8_slow_reader_problems() == []
 
 
-@pytest.mark.clause("S8")
-async def test_s8_probe_fails_without_the_buffer_bound(monkeypatch):
+@pytest.mark.clause("S8.2")
+async def test_s8_2_probe_fails_without_the_buffer_bound(monkeypatch):
     monkeypatch.setattr(TaskChannel, "_overflow", lambda self, queue: None)
     with override_settings(STREAMING_CLIENT_BUFFER=3):
         problems = await s8_slow_reader_problems()
     assert "a client that never reads holds 21 events" in problems
 
 
-@pytest.mark.clause("S8")
-async def test_s8_an_unbounded_queue_is_dropped_at_the_event_that_takes_it_past_the_limit():
+@pytest.mark.clause("S8.2")
+async def test_s8_2_an_unbounded_queue_is_dropped_at_the_event_that_takes_it_past_the_limit():
     from reference_impl.streaming.channel import OVERFLOW, Event
 
     channel = TaskChannel(("example.exampletask", 1), limit=4)
