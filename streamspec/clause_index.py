@@ -286,7 +286,8 @@ def _argument(call: ast.Call, position: int, keyword: str) -> str | None:
 
 
 def mutant_tags(source: str) -> dict[str, list[str]]:
-    """Clause ID -> names of the mutants in the ``CATALOGUE`` of a mutants module."""
+    """Clause ID -> names of the mutants in the ``CATALOGUE`` of a mutants module, and in its
+    ``CLAUSE_TEST_MUTANTS`` (mutants only the clause tests kill yet), marked "(clause tests)"."""
     found = _Found()
     for node in ast.parse(source).body:
         if isinstance(node, ast.Assign):
@@ -295,12 +296,13 @@ def mutant_tags(source: str) -> dict[str, list[str]]:
             targets, value = [node.target], node.value
         else:
             continue
-        if not any(isinstance(t, ast.Name) and t.id == "CATALOGUE" for t in targets):
+        names = {t.id for t in targets if isinstance(t, ast.Name)}
+        if not names & {"CATALOGUE", "CLAUSE_TEST_MUTANTS"}:
             continue
         for call in _catalogue_calls(value):
             name, clause_id = _argument(call, 0, "name"), _argument(call, 1, "clause")
             if name is not None and clause_id is not None:
-                found.add([clause_id], name)
+                found.add([clause_id], name if "CATALOGUE" in names else f"{name} (clause tests)")
     return found.by_clause
 
 

@@ -222,7 +222,7 @@ def index_command(args: argparse.Namespace, *, out_stream: Any = None) -> int:
 def mutants_command(args: argparse.Namespace, *, out_stream: Any = None) -> int:
     import importlib
 
-    from harness import mutation
+    from streamspec import mutation
 
     out_stream = out_stream or sys.stdout
     if args.profile not in scenarios.PROFILES:

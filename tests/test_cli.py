@@ -350,3 +350,11 @@ def test_index_command(tmp_path, capsys):
 def test_module_entry_point():
     done = _cli("--help")
     assert done.returncode == 0 and "verify" in done.stdout and "replay" in done.stdout
+
+
+def test_mutants_refuses_an_unknown_mutant_in_one_line(capsys):
+    """The mutants command loads the matrix and the catalogue before it judges its options."""
+    assert main(["mutants", "--only", "no_such_mutant"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown mutant 'no_such_mutant': use some of state_on_the_object" in err
+    assert "Traceback" not in err
