@@ -244,16 +244,17 @@ KINDS: dict[str, type[Record]] = {t.kind: t for t in RECORD_TYPES}
 R = TypeVar("R", bound=Record)
 
 
-def read_event(event: Any) -> tuple[str, int | None, str | None]:
-    """What a client read, as a history records it: the event's type, the probe's sequence number
-    in its data, and the end of the stream the event makes: "overflow" (the client was dropped;
-    nothing is delivered), "terminal" (delivered, and the stream is over) or None."""
+def read_event(event: Any) -> list[tuple[str, dict[str, Any]]]:
+    """The records a client's read of `event` adds, as (kind, fields): a ``deliver`` (fields
+    ``seq``, ``event_type``) unless the event drops the client, then a ``stream_end`` (field
+    ``reason``: "overflow" or "terminal") if the event ends the stream."""
     kind = event.get("type") if isinstance(event, dict) else None
     if kind == "overflow":
-        return "overflow", None, "overflow"
+        return [("stream_end", {"reason": "overflow"})]
     data = event.get("data") if isinstance(event, dict) else None
     seq = data.get("n") if isinstance(data, dict) and isinstance(data.get("n"), int) else None
-    return str(kind), seq, "terminal" if kind in TERMINAL_EVENT_TYPES else None
+    read = [("deliver", {"seq": seq, "event_type": str(kind)})]
+    return [*read, ("stream_end", {"reason": "terminal"})] if kind in TERMINAL_EVENT_TYPES else read
 
 
 def _plain(value: Any) -> Any:

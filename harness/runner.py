@@ -22,7 +22,6 @@ from harness.bounds import SETTLE_ROUNDS, SETTLE_SECONDS
 from harness.history import (
     HARNESS,
     Complete,
-    Deliver,
     Fault,
     History,
     Invoke,
@@ -37,7 +36,7 @@ from harness.history import (
 from harness.probe import stacks
 from harness.probe.gates import RAISE, RETURN, SEND, Gates, ProbeHooks, activate_gates
 from harness.recorder import Recorder
-from harness.records import read_event
+from harness.records import KINDS, read_event
 
 _process: contextvars.ContextVar[str] = contextvars.ContextVar("streamspec_process", default=HARNESS)
 
@@ -394,13 +393,11 @@ class Run:
         """The client read `event`: a delivery, and the end of its stream if it was the last."""
         if client.ended:
             return
-        kind, seq, end = read_event(event)
-        if end != "overflow":
-            self.recorder.add(Deliver, client.process, client=client.token, task=client.task.token,
-                              seq=seq, event_type=kind)
-        if end is not None:
-            client.ended = True
-            self.recorder.add(StreamEnd, client.process, client=client.token, reason=end)
+        for kind, fields in read_event(event):
+            ends = kind == "stream_end"
+            client.ended = client.ended or ends
+            extra = {} if ends else {"task": client.task.token}
+            self.recorder.add(KINDS[kind], client.process, client=client.token, **extra, **fields)
 
     def _task_factory(self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task:
         """Create tasks as asyncio does, remembering where each was created (who started a run)."""

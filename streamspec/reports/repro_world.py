@@ -23,7 +23,6 @@ from harness.checkers.s1_identity import check  # the script's own clause's chec
 from harness.history import (
     HARNESS,
     Complete,
-    Deliver,
     Fault,
     History,
     Invoke,
@@ -37,7 +36,7 @@ from harness.history import (
     StreamEnd,
 )
 from harness.probe.gates import Gates, ProbeHooks  # the probe's own gates, inlined
-from harness.records import read_event
+from harness.records import KINDS, read_event
 from streamspec.reports.repro_template import (
     BUFFER_LIMIT,
     CLAUSE,
@@ -348,13 +347,10 @@ class World:
         """The client read `event`: a delivery, and the end of its stream if it was the last."""
         if client.ended:
             return
-        kind, seq, end = read_event(event)
-        if end != "overflow":
-            self.add(Deliver, client.process.name, client=client.token, task=client.task.token, seq=seq,
-                     event_type=kind)
-        if end is not None:
-            client.ended = True
-            self.add(StreamEnd, client.process.name, client=client.token, reason=end)
+        for kind, fields in read_event(event):
+            client.ended = client.ended or kind == "stream_end"
+            task = {} if kind == "stream_end" else {"task": client.task.token}
+            self.add(KINDS[kind], client.process.name, client=client.token, **task, **fields)
 
     # -- the end of the run --
 
