@@ -7,6 +7,7 @@ checkers rely on.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -255,6 +256,16 @@ def read_event(event: Any) -> list[tuple[str, dict[str, Any]]]:
     seq = data.get("n") if isinstance(data, dict) and isinstance(data.get("n"), int) else None
     read = [("deliver", {"seq": seq, "event_type": str(kind)})]
     return [*read, ("stream_end", {"reason": "terminal"})] if kind in TERMINAL_EVENT_TYPES else read
+
+
+def record_read(add: Callable[..., Any], process: str, client: str, task: str, event: Any) -> bool:
+    """Record a client's read of `event` with ``add(record type, process, **fields)`` (a recorder's
+    `add`); True if the read ended the client's stream."""
+    ended = False
+    for kind, values in read_event(event):
+        ended = kind == "stream_end"
+        add(KINDS[kind], process, client=client, **({} if ended else {"task": task}), **values)
+    return ended
 
 
 def _plain(value: Any) -> Any:

@@ -36,7 +36,7 @@ from harness.history import (
 from harness.probe import stacks
 from harness.probe.gates import RAISE, RETURN, SEND, Gates, ProbeHooks, activate_gates
 from harness.recorder import Recorder
-from harness.records import KINDS, read_event
+from harness.records import record_read
 
 _process: contextvars.ContextVar[str] = contextvars.ContextVar("streamspec_process", default=HARNESS)
 
@@ -391,13 +391,9 @@ class Run:
 
     def _record_event(self, client: ClientRef, event: Any) -> None:
         """The client read `event`: a delivery, and the end of its stream if it was the last."""
-        if client.ended:
-            return
-        for kind, fields in read_event(event):
-            ends = kind == "stream_end"
-            client.ended = client.ended or ends
-            extra = {} if ends else {"task": client.task.token}
-            self.recorder.add(KINDS[kind], client.process, client=client.token, **extra, **fields)
+        if not client.ended:
+            client.ended = record_read(self.recorder.add, client.process, client.token, client.task.token,
+                                       event)
 
     def _task_factory(self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task:
         """Create tasks as asyncio does, remembering where each was created (who started a run)."""

@@ -36,7 +36,7 @@ from harness.history import (
     StreamEnd,
 )
 from harness.probe.gates import Gates, ProbeHooks  # the probe's own gates, inlined
-from harness.records import KINDS, read_event
+from harness.records import record_read
 from streamspec.reports.repro_template import (
     BUFFER_LIMIT,
     CLAUSE,
@@ -345,12 +345,8 @@ class World:
 
     def read(self, client: Client, event: Any) -> None:
         """The client read `event`: a delivery, and the end of its stream if it was the last."""
-        if client.ended:
-            return
-        for kind, fields in read_event(event):
-            client.ended = client.ended or kind == "stream_end"
-            task = {} if kind == "stream_end" else {"task": client.task.token}
-            self.add(KINDS[kind], client.process.name, client=client.token, **task, **fields)
+        if not client.ended:
+            client.ended = record_read(self.add, client.process.name, client.token, client.task.token, event)
 
     # -- the end of the run --
 
