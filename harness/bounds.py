@@ -19,6 +19,10 @@ profile or the failure being replayed says otherwise."""
 RUN_MAX_VIRTUAL_TIME = 3_600.0
 """Virtual seconds one scenario run may last."""
 
+SCRIPT_MAX_STEPS = 20_000
+"""Steps the loop of a standalone reproduction script may take (its loop is simpler than the
+controlled loop and counts its steps differently)."""
+
 SETTLE_SECONDS = 60.0
 """Virtual seconds the system gets, after the scenario, to deliver what it owes."""
 SETTLE_ROUNDS = 5

@@ -164,6 +164,8 @@ def engine_pieces(clause_id: str) -> list[Piece]:
                 borrowed.append(Piece.of(path, [alias.name for alias in node.names]))
     return [
         Piece.of("harness/errors.py", ["StreamspecError"]),
+        Piece.of("harness/bounds.py",
+                 ["SCRIPT_MAX_STEPS", "RUN_MAX_VIRTUAL_TIME", "SETTLE_SECONDS", "SETTLE_ROUNDS"]),
         Piece.of("harness/probe/gates.py",
                  ["SEND", "RETURN", "RAISE", "ProbeFailure", "ProbeHooks", "_Gate", "Gates"]),
         Piece.of("harness/spec.py", ["Level", "Severity", "MAX_CLIENT_BUFFER", "Clause"]),

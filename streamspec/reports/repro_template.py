@@ -30,6 +30,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from harness.bounds import RUN_MAX_VIRTUAL_TIME, SCRIPT_MAX_STEPS
 from harness.records import PERSISTED_STATUSES, PersistedTask
 
 if TYPE_CHECKING:
@@ -69,9 +70,6 @@ async def steps(w: World) -> None:
 
 # <<< generated
 
-MAX_STEPS = 20_000
-MAX_VIRTUAL_TIME = 3_600.0
-SETTLE_SECONDS = 60.0
 DEVIATION = (0.05, 0.1, 0.2, 0.35, 0.5, 0.75)
 """How often a seeded attempt leaves plain FIFO order (cycled by seed)."""
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -340,8 +338,8 @@ class Loop(asyncio.BaseEventLoop):
         return None
 
     def _advance(self, when: float) -> None:
-        if when > MAX_VIRTUAL_TIME:
-            raise Bound(f"virtual time went past {MAX_VIRTUAL_TIME}s")
+        if when > RUN_MAX_VIRTUAL_TIME:
+            raise Bound(f"virtual time went past {RUN_MAX_VIRTUAL_TIME}s")
         self.now = max(self.now, when)
 
     def _run_once(self) -> None:
@@ -372,8 +370,8 @@ class Loop(asyncio.BaseEventLoop):
         if self.slow_offloads and all(isinstance(h, Offload) for h in live):
             timer = self._next_timer()  # a database call may take longer than a timer
             options += timer is not None
-        if self.steps >= MAX_STEPS:
-            raise Bound(f"more than {MAX_STEPS} steps")
+        if self.steps >= SCRIPT_MAX_STEPS:
+            raise Bound(f"more than {SCRIPT_MAX_STEPS} steps")
         index = self.choices.choose(options) if options > 1 else 0
         if index == len(live):
             assert timer is not None

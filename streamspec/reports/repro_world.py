@@ -18,6 +18,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from harness.bounds import SETTLE_ROUNDS, SETTLE_SECONDS
 from harness.checkers.base import ClauseResult, Verdict
 from harness.checkers.s1_identity import check  # the script's own clause's checker, inlined
 from harness.history import (
@@ -48,7 +49,6 @@ from streamspec.reports.repro_template import (
     PROCESS,
     REQUIREMENT,
     SEEDS,
-    SETTLE_SECONDS,
     STATE,
     STEPS,
     TAPE,
@@ -354,7 +354,7 @@ class World:
         """Let everything run, finish what still runs, deliver, then look at what is left."""
         self.loop.slow_offloads = False  # what is owed must arrive under fair scheduling
         opened: dict[tuple[str, Any], int] = {}
-        for _ in range(5):  # a task may start only now (a takeover once a lease ran out)
+        for _ in range(SETTLE_ROUNDS):  # a task may start only now (a takeover once a lease ran out)
             for key, n in list(self.active.items()):
                 for _ in range(n - opened.get(key, 0)):
                     self.open_gate("finish_ok", self.tasks[key[1]], "return", teardown=True)
