@@ -7,6 +7,7 @@ test that the same probe finds problems once the fix is patched out: each test i
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import timedelta
 
 import pytest
@@ -421,7 +422,11 @@ async def test_s7_a_crashed_task_is_resumed_once_after_its_lease_and_clients_get
 async def test_s7_probe_fails_when_a_takeover_leaves_the_dead_lease(monkeypatch):
     with override_settings(**FAST), BY_NAME["takeover_keeps_the_dead_lease"].patched():
         problems = await s7_problems(monkeypatch)
-    assert "process() was entered 2 times after the crash" in problems, problems
+    # Real time: under load a third takeover may slip in before the first renewal; two or more
+    # entries after the crash is the violation.
+    entries = [int(m.group(1)) for p in problems if (m := re.fullmatch(r"process\(\) was entered (\d+) "
+                                                                           r"times after the crash", p))]
+    assert entries and entries[0] >= 2, problems
 
 
 async def crashed_with_events(count: int) -> SignalTask:
