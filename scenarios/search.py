@@ -35,7 +35,8 @@ from scenarios.machine import (
 )
 from scenarios.program import validate_program
 
-__all__ = ["hypothesis_settings", "key_order", "search_program", "search_round"]
+__all__ = ["checked_clauses", "hypothesis_settings", "key_order", "search_program", "search_round", "settled",
+           "smallest_key"]
 
 
 def hypothesis_settings(max_examples: int, stateful_step_count: int) -> settings:
@@ -105,6 +106,27 @@ def key_order(key: str) -> tuple[int, int]:
     return list(CHECKERS).index(clause), bool(across)
 
 
+def checked_clauses(clauses: Collection[str] | None) -> set[str]:
+    """The clauses a search is after (every clause for None); UsageError for an unknown one."""
+    wanted = set(CHECKERS) if clauses is None else set(clauses)
+    unknown = sorted(wanted - set(CHECKERS))
+    if unknown:
+        raise UsageError(f"unknown clauses {unknown}: use some of {', '.join(CHECKERS)}")
+    return wanted
+
+
+def smallest_key(hits: dict[str, Failure]) -> str:
+    """The key of the smallest failure a round raised (ties in spec order): the one Hypothesis
+    shrank, allowing slips to any smaller one."""
+    return min(hits, key=lambda k: (size(hits[k]), key_order(k)))
+
+
+def settled(hit: Failure, first: tuple[int, float], shrunk_for: str | None) -> Failure:
+    """`hit` as reported: with how soon its key first failed, and what it was shrunk for."""
+    examples, seconds = first
+    return replace(hit, examples_to_first=examples, seconds_to_first=round(seconds, 3), shrunk_for=shrunk_for)
+
+
 def search_program(adapter: Adapter, program: list[dict[str, Any]], *,
                    clauses: Collection[str] | None = None, max_examples: int = 100, seed: int = 0,
                    max_steps: int = RUN_MAX_STEPS, name: str = "program") -> Failure | None:
@@ -113,10 +135,7 @@ def search_program(adapter: Adapter, program: list[dict[str, Any]], *,
     The smallest failing run (a `Failure` whose family is `name`), or None if every example
     passed. Deterministic for a seed."""
     validate_program(program)
-    wanted = set(CHECKERS) if clauses is None else set(clauses)
-    unknown = sorted(wanted - set(CHECKERS))
-    if unknown:
-        raise UsageError(f"unknown clauses {unknown}: use some of {', '.join(CHECKERS)}")
+    wanted = checked_clauses(clauses)
     family = Family(name, "a fixed program", frozenset(), frozenset())
     profile = Profile(name, max_examples=max_examples, stateful_step_count=1, max_steps=max_steps)
     search = Search(adapter, family, profile, all_keys(wanted), Stats(), time.perf_counter(), seed=seed)
@@ -124,7 +143,5 @@ def search_program(adapter: Adapter, program: list[dict[str, Any]], *,
                                    max_examples=max_examples, what=f"program {name} (seed {seed})")
     if not hits:
         return None
-    key = min(hits, key=lambda k: (size(hits[k]), key_order(k)))
-    examples, seconds = search.first[key]
-    return replace(hits[key], examples_to_first=examples, seconds_to_first=round(seconds, 3),
-                   shrunk_for="budget" if exhausted else None)
+    key = smallest_key(hits)
+    return settled(hits[key], search.first[key], "budget" if exhausted else None)

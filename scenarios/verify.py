@@ -15,7 +15,7 @@ import hashlib
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from harness import spec
@@ -26,7 +26,7 @@ from harness.errors import UsageError
 from scenarios.failure import ACROSS, Failure, size
 from scenarios.families import FAMILIES, PROFILES, Profile
 from scenarios.machine import Search, Stats, all_keys, machine_factory
-from scenarios.search import key_order, search_round
+from scenarios.search import checked_clauses, key_order, search_round, settled, smallest_key
 
 __all__ = ["ClauseSummary", "VerifyResult", "verify"]
 
@@ -109,11 +109,7 @@ def _check_arguments(profile: str, families: list[str] | None, clauses: set[str]
     unknown = [f for f in names if f not in FAMILIES]
     if unknown:
         raise UsageError(f"unknown families {unknown}: use some of {', '.join(FAMILIES)}")
-    wanted = set(CHECKERS) if clauses is None else set(clauses)
-    bad = wanted - set(CHECKERS)
-    if bad:
-        raise UsageError(f"unknown clauses {sorted(bad)}: use some of {', '.join(CHECKERS)}")
-    return PROFILES[profile], names, wanted
+    return PROFILES[profile], names, checked_clauses(clauses)
 
 
 class _Verification:
@@ -186,23 +182,18 @@ class _Verification:
               exhausted: bool) -> None:
         """Keep the failure Hypothesis shrank (allowing slips to any smaller one: the smallest);
         the others seen on the way are fallbacks in case nothing smaller turns up."""
-        key = min(hits, key=lambda k: (size(hits[k]), key_order(k)))
+        key = smallest_key(hits)
         hit = hits.pop(key)
-        self.failures[key] = self._final(hit, key, "budget" if exhausted else None)
+        self.failures[key] = settled(hit, self.first[key], "budget" if exhausted else None)
         first = self.first[key]
         self.say(f"  {family} round {round_ + 1}: {examples} examples, {key} failed, "
                  f"shrunk to {hit.operations} operations (first after {first[0]} examples, "
                  f"{first[1]:.1f}s)" + (" (shrinking cut short)" if exhausted else ""))
         for other, hit in hits.items():
-            candidate = self._final(hit, other, "another violation")
+            candidate = settled(hit, self.first[other], "another violation")
             old = self.fallbacks.get(other)
             if old is None or size(candidate) < size(old):
                 self.fallbacks[other] = candidate
-
-    def _final(self, hit: Failure, key: str, shrunk_for: str | None) -> Failure:
-        examples, seconds = self.first[key]
-        return replace(hit, examples_to_first=examples, seconds_to_first=round(seconds, 3),
-                       shrunk_for=shrunk_for)
 
     def result(self, profile_name: str) -> VerifyResult:
         seconds = time.perf_counter() - self.started
