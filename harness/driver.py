@@ -23,7 +23,7 @@ from harness.choice import ChoiceSource, FifoChoices, Tape
 from harness.errors import BoundExceeded, Deadlock
 from harness.history import HARNESS, History, RunEnd
 from harness.recorder import Recorder
-from harness.runner import Run, RunStacks, _stacks_of
+from harness.runner import Run, RunStacks
 from harness.scheduler import ControlledLoop
 
 __all__ = ["Outcome", "RunDriver", "Scenario", "reset_database", "run_scenario"]
@@ -43,10 +43,6 @@ class Outcome:
     cut_short: str | None = None
     """Why the run ended early, if it did: the scheduler's report of a bound or a hang, with the
     stack of every coroutine still waiting (the history's RunEnd says which clients waited)."""
-
-    def __post_init__(self) -> None:
-        if self.stacks is None:
-            self.stacks = _stacks_of(self.history)
 
     def result(self, clause: str) -> Any:
         for result in self.results:

@@ -12,7 +12,6 @@ import asyncio
 import contextvars
 import json
 import weakref
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +22,6 @@ from harness.history import (
     HARNESS,
     Complete,
     Fault,
-    History,
     Invoke,
     PersistedTask,
     ProcessEnter,
@@ -69,21 +67,6 @@ class RunStacks:
     """ProcessEnter index -> where the asyncio task running process() was created."""
     clients: dict[str, list[stacks.Stack]] = field(default_factory=dict)
     """Client token -> distinct stacks of the implementation touching its queue (register, put)."""
-
-
-_RECENT_STACKS: deque[tuple[Recorder, RunStacks]] = deque(maxlen=16)
-"""The stacks of the last runs, so an `Outcome` built from a run's history finds its stacks even
-when the code that built it did not pass them (matched by the identity of the first record)."""
-
-
-def _stacks_of(history: History) -> RunStacks | None:
-    if not history.records:
-        return None
-    first = history.records[0]
-    for recorder, run_stacks in reversed(_RECENT_STACKS):
-        if recorder.records and recorder.records[0] is first:
-            return run_stacks
-    return None
 
 
 class _TracedQueue(asyncio.Queue):
@@ -155,7 +138,6 @@ class Run:
         self._active_runs: dict[tuple[str, Any], int] = {}
         self._ops = 0
         self.stacks = RunStacks()
-        _RECENT_STACKS.append((recorder, self.stacks))
         self._spawned: weakref.WeakKeyDictionary[asyncio.Task, stacks.Stack] = weakref.WeakKeyDictionary()
         self._loop.set_task_factory(self._task_factory)
         self.main = self.spawn()
