@@ -54,6 +54,13 @@ from .terminal import stored_terminal as _stored_terminal
 logger = logging.getLogger("streaming.coordinator")
 
 
+def _cancelled_from_outside() -> bool:
+    """Whether the current task was cancelled by someone else (`Task.cancel()`), as opposed to its
+    code raising `CancelledError` itself."""
+    current = asyncio.current_task()
+    return current is not None and current.cancelling() > 0
+
+
 def current_coordinator() -> TaskCoordinator:
     """The coordinator of the running context: the process-wide one unless a test harness runs
     several simulated processes in one interpreter, each activating its own."""
@@ -195,7 +202,15 @@ class TaskCoordinator(Following):
             logger.info("Task %s started", key)
             try:
                 result = await task.process()
-            except Exception as exc:
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except asyncio.CancelledError as exc:
+                if _cancelled_from_outside():
+                    raise  # a shutdown, or the task was lost to another process: not a failure
+                # The task's own code raised it (a sub-task it awaited was cancelled): it failed.
+                logger.exception("Task %s failed", key)
+                await self._fail(task, channel, exc)
+            except BaseException as exc:
                 logger.exception("Task %s failed", key)
                 await self._fail(task, channel, exc)
             else:
@@ -203,6 +218,7 @@ class TaskCoordinator(Following):
         except asyncio.CancelledError:
             follow = channel.lost  # another process took the task over: follow it from now on
             if not follow:
+                await self._release(task)
                 raise
         except Exception as exc:
             # Persisting the outcome failed (database down?): clients must not wait forever.
@@ -225,6 +241,22 @@ class TaskCoordinator(Following):
                 if self._channels.get(key) is channel:
                     del self._channels[key]
             _settle_claim(channel)  # joiners waiting for the claim go on: it follows or ended
+
+    async def _release(self, task: StreamTask) -> None:
+        """The run was cancelled from outside (the server is shutting down): give the claim up so
+        that another process resumes the task at once instead of waiting out the lease (S7.3)."""
+        if task.owner != self.token:
+            return
+        try:
+            await type(task)._default_manager.filter(pk=task.pk, owner=self.token).exclude(
+                status__in=FINISHED
+            ).aupdate(owner="", lease_expires_at=None)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the lease runs out on its own
+            logger.warning("Task %s: could not release its claim at shutdown", task.stream_key)
+        else:
+            task.owner, task.lease_expires_at = "", None
 
     async def _claim(self, task: StreamTask) -> str:
         """Take the row: "fresh" if it never ran, "claimed" if it ran before (its log may hold
@@ -332,7 +364,7 @@ class TaskCoordinator(Following):
         await task.mark_completed(final_value=result)
         self._end(channel, terminal)
 
-    async def _fail(self, task: StreamTask, channel: TaskChannel, exc: Exception) -> None:
+    async def _fail(self, task: StreamTask, channel: TaskChannel, exc: BaseException) -> None:
         error = _error_data(exc)
         terminal = channel.ended
         if terminal is None:
