@@ -28,6 +28,11 @@ SETTLE_SECONDS = 60.0
 SETTLE_ROUNDS = 5
 """Settling rounds at most: a task taken over while the system settles is finished in the next."""
 
+SHUTDOWN_GRACE = 5.0
+"""Virtual seconds a simulated process shutting down gracefully gives its cancelled coroutines to
+clean up (uvicorn's own default is to wait for open connections without a bound; a deployment's
+orchestrator sends SIGKILL after its grace period, commonly 30 s, often less)."""
+
 OFFLOAD_TIMEOUT = 60.0
 """Real seconds a call sent to the worker thread (a database call) may take."""
 FOREIGN_GRACE = 1.0

@@ -35,6 +35,7 @@ from harness.records import (
     OPS,
     OUTCOMES,
     PERSISTED_STATUSES,
+    PROCESS_ENDS,
     RECORD_TYPES,
     RUN_END_REASONS,
     STREAM_END_REASONS,
@@ -74,6 +75,7 @@ __all__ = [
     "OP_STATUSES",
     "OUTCOMES",
     "PERSISTED_STATUSES",
+    "PROCESS_ENDS",
     "RECORD_TYPES",
     "RUN_END_REASONS",
     "STREAM_END_REASONS",
@@ -296,7 +298,9 @@ class History:
         self._ops_by_id = {o.op_id: o for o in self._ops}
         self._crash_at: dict[str, int] = {}
         for r in self.records:
-            if isinstance(r, Fault) and r.fault == "crash":
+            if isinstance(r, Fault) and r.fault in PROCESS_ENDS:
+                # A graceful shutdown ends the process's part in the scenario where it begins: its
+                # runs are interrupted there, not finished, and its clients are owed nothing more.
                 self._crash_at.setdefault(r.process, r.index)
         self._sends: dict[str, list[Send]] = {}
         self._deliveries: dict[str, list[Deliver]] = {}
@@ -520,7 +524,9 @@ class History:
         return self._stream_end.get(client)
 
     def crashes(self) -> list[Fault]:
-        return [r for r in self.records if isinstance(r, Fault) and r.fault == "crash"]
+        """The faults that ended a process: crashes, and graceful shutdowns (judged alike: what S7
+        demands after a crash holds after a shutdown too)."""
+        return [r for r in self.records if isinstance(r, Fault) and r.fault in PROCESS_ENDS]
 
     def crash_index(self, process: str) -> int | None:
         """Where `process` crashed, if it did (a name is never reused after a crash)."""

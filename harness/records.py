@@ -21,32 +21,40 @@ HARNESS = "harness"
 OPS = frozenset(
     {
         "create", "start", "lookup", "reload", "attach", "detach", "stall",
-        "release", "finish_ok", "finish_fail", "crash", "restart",
+        "release", "finish_ok", "finish_fail", "crash", "restart", "shutdown",
     }
 )
 """Operations a scenario invokes. Their `Invoke.args` by convention:
 create/lookup/reload: {} (value = object token or None); start: {"via": obj token or "coordinator"};
-attach: {"client", "via": obj token}; detach: {"client"}; crash: {"process"};
-restart: {"process": new name, "replaces": old name}; release/finish_*: {}."""
+attach: {"client", "via": obj token}; detach: {"client"}; crash/shutdown: {"process"};
+restart: {"process": new name, "replaces": old name}; release: {} or {"count"}; finish_*: {} for
+the plain way, else {"how": one of `harness.probe.gates.FINISH_WAYS` / `FAIL_WAYS`}; lookup: {} for
+the canonical spelling of the row, else {"spelling": [app label, model name, pk] as the request
+carried them}."""
 
 TERMINAL_EVENT_TYPES = frozenset({"complete", "error"})
 FINAL_STATE = "final_state"
 """event_type of a synthesized delivery that carries a finished task's final state."""
 
 OpStatus = Literal["ok", "fail", "unknown"]
-Outcome = Literal["ok", "error", "crashed"]
-EndReason = Literal["terminal", "detached", "overflow", "crashed", "closed"]
+Outcome = Literal["ok", "error", "crashed", "cancelled"]
+EndReason = Literal["terminal", "detached", "overflow", "crashed", "shutdown", "closed"]
 RunEndReason = Literal["done", "bound", "hang"]
 
 OP_STATUSES = frozenset({"ok", "fail", "unknown"})
-OUTCOMES = frozenset({"ok", "error", "crashed"})
-STREAM_END_REASONS = frozenset({"terminal", "detached", "overflow", "crashed", "closed"})
+OUTCOMES = frozenset({"ok", "error", "crashed", "cancelled"})
+"""How a run of process() ended: returned, raised, its process crashed, or it was cancelled from
+outside (a graceful shutdown) and let that propagate."""
+STREAM_END_REASONS = frozenset({"terminal", "detached", "overflow", "crashed", "shutdown", "closed"})
 """Why a client's stream ended: after the terminal event; the client left; the server dropped it
-for falling behind (overflow notice); its server process crashed; or the server closed it
+for falling behind (overflow notice); its server process crashed or shut down; or the server closed it
 without any of these (never an excuse for missing events)."""
-LEAVING_REASONS = frozenset({"detached", "overflow", "crashed"})
+LEAVING_REASONS = frozenset({"detached", "overflow", "crashed", "shutdown"})
 """Stream ends after which a client is owed nothing more."""
-FAULTS = frozenset({"crash", "restart"})
+FAULTS = frozenset({"crash", "restart", "shutdown"})
+PROCESS_ENDS = frozenset({"crash", "shutdown"})
+"""Faults after which a process runs nothing of the scenario's again: a kill, or a graceful shutdown
+(which first lets the process's cancelled coroutines run their clean-up)."""
 RUN_END_REASONS = frozenset({"done", "bound", "hang"})
 PERSISTED_STATUSES = frozenset({"pending", "running", "completed", "failed"})
 

@@ -1,7 +1,8 @@
 """The operations of one run against one implementation: tasks, clients and faults, all recorded.
 
 A `Run` is a scenario's handle: every method is an operation (`create`, `start`, `lookup`,
-`reload`, `attach`, `detach`, `release`, `finish_ok`, `finish_fail`, `stall`, `crash`, `restart`),
+`reload`, `attach`, `detach`, `release`, `finish_ok`, `finish_fail`, `stall`, `crash`, `shutdown`,
+`restart`),
 alone or several at once with `concurrently`, and the controlled event loop decides how they
 interleave. `harness.driver` owns the loop a run lives on, settles it and judges its history.
 """
@@ -16,8 +17,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.adapters import Adapter, SutProcess
-from harness.bounds import SETTLE_ROUNDS, SETTLE_SECONDS
+from harness.adapters import Adapter, SutProcess, check_process, spellings_of
+from harness.bounds import SETTLE_ROUNDS, SETTLE_SECONDS, SHUTDOWN_GRACE
 from harness.history import (
     HARNESS,
     Complete,
@@ -32,7 +33,7 @@ from harness.history import (
     StreamEnd,
 )
 from harness.probe import stacks
-from harness.probe.gates import RAISE, RETURN, SEND, Gates, ProbeHooks, activate_gates
+from harness.probe.gates import FAIL_WAYS, FINISH_WAYS, RAISE, RETURN, SEND, Gates, ProbeHooks, activate_gates
 from harness.recorder import Recorder
 from harness.records import record_read
 
@@ -118,6 +119,8 @@ class _Proc:
     host: Any
     sut: SutProcess
     crashed: asyncio.Future
+    stopping: bool = False
+    """A graceful shutdown has begun: it takes no new operation."""
 
 
 class Run:
@@ -146,8 +149,9 @@ class Run:
 
     def spawn(self) -> str:
         name = f"p{len(self._procs)}"
-        self._procs[name] = _Proc(name, self._loop.spawn_process(name), self.adapter.new_process(name),
-                                  self._loop.create_future())
+        sut = self.adapter.new_process(name)
+        check_process(sut)
+        self._procs[name] = _Proc(name, self._loop.spawn_process(name), sut, self._loop.create_future())
         return name
 
     @property
@@ -167,6 +171,31 @@ class Run:
             if client.process == process and not client.ended:
                 client.ended = True
                 self.recorder.add(StreamEnd, process, client=client.token, reason="crashed")
+        self._active_runs = {k: v for k, v in self._active_runs.items() if k[0] != process}
+        self.recorder.add(Complete, HARNESS, op_id=op_id, status="ok")
+
+    async def shutdown(self, process: str) -> None:
+        """Stop a simulated process gracefully, as on SIGTERM: every coroutine of the process is
+        cancelled and may run its clean-up (``except``/``finally``, database writes) for up to
+        `SHUTDOWN_GRACE` virtual seconds; then the process is gone, and whatever still runs there is
+        frozen as by a crash. Its clients' streams end ("shutdown"): a browser reconnects elsewhere."""
+        proc = self._procs[process]
+        if proc.crashed.done() or proc.stopping:
+            return
+        op_id = self._invoke("shutdown", None, {"process": process}, HARNESS)
+        proc.stopping = True
+        self.recorder.add(Fault, process, fault="shutdown")
+        for client in self._clients.values():
+            if client.process == process and not client.ended:
+                client.ended = True
+                self.recorder.add(StreamEnd, process, client=client.token, reason="shutdown")
+        running = proc.host.tasks()
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running, timeout=SHUTDOWN_GRACE)
+        self._loop.crash(proc.host)
+        proc.crashed.set_result(True)
         self._active_runs = {k: v for k, v in self._active_runs.items() if k[0] != process}
         self.recorder.add(Complete, HARNESS, op_id=op_id, status="ok")
 
@@ -194,12 +223,23 @@ class Run:
 
         await self._op("start", via.task, {"via": via.token}, process, body)
 
-    async def lookup(self, task: TaskRef, process: str | None = None) -> ObjRef | None:
+    def spellings(self, task: TaskRef) -> list[tuple[str, str, str]]:
+        """The ways a request may name `task`'s row that the implementation accepts, the canonical
+        one first (see `harness.adapters.spellings_of`)."""
+        return spellings_of(self.adapter, self.model, task.pk)
+
+    async def lookup(self, task: TaskRef, process: str | None = None, spelling: int = 0) -> ObjRef | None:
+        """What a new client's request does: the implementation's lookup with the strings of its URL
+        (app label, model name, pk), spelled the `spelling`-th way the implementation accepts."""
+        names = self.spellings(task)
+        app_label, model_name, pk = names[spelling % len(names)]
+
         async def body(sut: SutProcess) -> ObjRef | None:
-            obj = await sut.lookup(self.model, task.pk)
+            obj = await sut.lookup(app_label, model_name, pk)
             return None if obj is None else self._obj(obj)
 
-        return await self._op("lookup", task, {}, process, body)
+        args = {} if spelling % len(names) == 0 else {"spelling": [app_label, model_name, pk]}
+        return await self._op("lookup", task, args, process, body)
 
     async def reload(self, task: TaskRef, process: str | None = None) -> ObjRef | None:
         async def body(sut: SutProcess) -> ObjRef:
@@ -256,13 +296,21 @@ class Run:
         else:
             self._gate("release", task, SEND, times=count, count=count)
 
-    def finish_ok(self, task: TaskRef) -> None:
-        """Let the probe send ``complete`` and return."""
-        self._gate("finish_ok", task, RETURN)
+    def finish_ok(self, task: TaskRef, how: str = FINISH_WAYS[0]) -> None:
+        """Let the probe finish: send ``complete`` and return, or another way of `FINISH_WAYS`."""
+        self._finish("finish_ok", task, RETURN, how, FINISH_WAYS)
 
-    def finish_fail(self, task: TaskRef) -> None:
-        """Make the probe raise."""
-        self._gate("finish_fail", task, RAISE)
+    def finish_fail(self, task: TaskRef, how: str = FAIL_WAYS[0]) -> None:
+        """Make the probe raise: an ordinary exception, or another way of `FAIL_WAYS`."""
+        self._finish("finish_fail", task, RAISE, how, FAIL_WAYS)
+
+    def _finish(self, op: str, task: TaskRef, command: str, how: str, ways: tuple[str, ...]) -> None:
+        if how not in ways:
+            raise ValueError(f"{op}: how={how!r} is not one of {', '.join(ways)}")
+        if how == ways[0]:
+            self._gate(op, task, command)
+        else:
+            self._gate(op, task, f"{command}:{how}", how=how)
 
     async def concurrently(self, *operations: Awaitable[Any]) -> list[Any]:
         """Launch operations together; the scheduler decides how they interleave."""
@@ -335,8 +383,8 @@ class Run:
     async def _op(self, op: str, task: TaskRef | None, args: dict[str, Any], process: str | None,
                   body: Callable[[SutProcess], Awaitable[Any]]) -> Any:
         proc = self._procs[process or self.main]
-        if proc.crashed.done():
-            raise ValueError(f"process {proc.name} has crashed: restart it or use another process")
+        if proc.crashed.done() or proc.stopping:
+            raise ValueError(f"process {proc.name} has crashed or shut down: restart it or use another one")
         op_id = self._invoke(op, task, args, proc.name)
 
         async def in_process() -> Any:
@@ -355,7 +403,9 @@ class Run:
 
         task_ = proc.host.create_task(in_process())
         await asyncio.wait({task_, proc.crashed}, return_when=asyncio.FIRST_COMPLETED)
-        return task_.result() if task_.done() else None  # crashed under it: outcome unknown
+        if task_.done() and not task_.cancelled():
+            return task_.result()
+        return None  # crashed or shut down under it: outcome unknown
 
     def _obj(self, obj: Any) -> ObjRef:
         ref = self._objs.get(id(obj))

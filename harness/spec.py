@@ -259,7 +259,8 @@ CLAUSES: tuple[Clause, ...] = (
         requirement=(
             "A task whose process() raised is persisted as failed with its error, every client "
             "connected at the failure or joining later receives the error, and the task is not run "
-            "again on its own."
+            "again on its own. Raising includes any `BaseException` the task's own code raises "
+            "(`asyncio.CancelledError` too), not a cancellation from outside (S7.3)."
         ),
         violation=(
             "After a run exited with an error, the last snapshot reporting the task does not say "
@@ -275,7 +276,9 @@ CLAUSES: tuple[Clause, ...] = (
             "terminal event; have lookups and starts refuse rows that are already finished."
         ),
         judging=(
-            "A task failed if its terminal event is `error` or a run exited with outcome `error`. "
+            "A task failed if its terminal event is `error` or a run exited with outcome `error`: the "
+            "probe raised an exception, a `BaseException` that is not an `Exception`, or a "
+            "`CancelledError` of its own while nothing had cancelled the run. "
             "Without any snapshot reporting the task after the failure the persisted part cannot be "
             "judged and the verdict is UNKNOWN."
         ),
@@ -343,6 +346,47 @@ CLAUSES: tuple[Clause, ...] = (
         ),
         needs_end=True,
         checker="s7_2_restart_replay",
+    ),
+    Clause(
+        id="S7.3",
+        title="Graceful shutdown",
+        level=Level.MUST,
+        severity=Severity.HIGH,
+        requirement=(
+            "A graceful shutdown (the process's coroutines cancelled, their clean-up allowed to run) "
+            "interrupts the tasks running there without ending them: such a task is neither stored "
+            "nor announced to any client as completed or failed because of the shutdown, and, as "
+            "after a crash, it resumes at most once and no client that joins it afterwards waits "
+            "forever."
+        ),
+        violation=(
+            "After a shutdown interrupted a run of an unfinished task, the task's row is stored as "
+            "completed or failed, or a client receives a terminal or final-state event of it, "
+            "although no run of the task returned or raised."
+        ),
+        rationale=(
+            "Servers are stopped gracefully on every deploy. A coordinator that stores the "
+            "cancellation as the task's failure (or completion), or ends every client's stream with "
+            "an error, throws away the work of each task that happened to run at deploy time and "
+            "tells its users so; the task must continue in the next process instead. Ending the "
+            "streams of the clients connected to the stopping process is right: they reconnect."
+        ),
+        fix_hint=(
+            "Treat `asyncio.CancelledError` around process() as an interruption when the run was "
+            "cancelled from outside (`asyncio.current_task().cancelling()` is non-zero): release the "
+            "task's claim so another process may resume it at once, end the local streams, and "
+            "re-raise; a CancelledError raised by the task's own code is a failure (S6)."
+        ),
+        judging=(
+            "Per shutdown, the tasks with a run in the stopping process when the shutdown began that "
+            "had not finished then. A finish is the probe's terminal event or a run that returned or "
+            "raised; a run cancelled by the shutdown is neither. The stored status is read from the "
+            "last snapshot that reports the task. Resuming and joiners after the shutdown are judged "
+            "by S7, which treats a shutdown like a crash; clients attached in the stopping process "
+            "leave at the shutdown (their streams end with `shutdown`)."
+        ),
+        needs_end=True,
+        checker="s7_3_shutdown",
     ),
     Clause(
         id="S8",

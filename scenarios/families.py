@@ -58,14 +58,14 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             "restarts",
-            "crashes and restarts with running, finished and failed tasks; several processes on "
-            "one database",
-            frozenset(_TASK_OPS | {"reload", "finish_ok", "finish_fail", "crash", "restart", "spawn",
-                                   "concurrently"}),
-            frozenset({"start", "lookup", "reload", "attach", "release", "finish_ok", "crash"}),
+            "crashes, graceful shutdowns and restarts with running, finished and failed tasks; "
+            "several processes on one database",
+            frozenset(_TASK_OPS | {"reload", "finish_ok", "finish_fail", "crash", "shutdown", "restart",
+                                   "spawn", "concurrently"}),
+            frozenset({"start", "lookup", "reload", "attach", "release", "finish_ok", "crash", "shutdown"}),
             max_processes=2,
             budget=2.0,
-            clauses=frozenset({"S2", "S3", "S4", "S6", "S7", "S7.2"}),
+            clauses=frozenset({"S2", "S3", "S4", "S6", "S7", "S7.2", "S7.3"}),
         ),
         Family(
             "completion",
@@ -77,7 +77,8 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             "failure",
-            "tasks raising while clients attach and look them up, and joiners after the failure",
+            "tasks raising (exceptions, their own CancelledError, other BaseExceptions) while clients "
+            "attach and look them up, and joiners after the failure",
             frozenset(_TASK_OPS | {"finish_fail", "concurrently"}),
             frozenset({"start", "lookup", "attach", "detach", "release", "finish_fail"}),
             clauses=frozenset({"S6", "S8"}),

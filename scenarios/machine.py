@@ -35,6 +35,8 @@ from harness.checkers import CHECKERS, check_all
 from harness.choice import HypothesisChoices
 from harness.driver import Outcome
 from harness.history import HARNESS
+from harness.probe.gates import FAIL_WAYS, FINISH_WAYS
+from harness.spec import MAX_CLIENT_BUFFER
 from scenarios.failure import ACROSS, Failure
 from scenarios.families import Family, Profile
 from scenarios.program import Session, iter_ops
@@ -62,7 +64,11 @@ class ClauseViolation(AssertionError):
 
 FLOOD_MIN, FLOOD_MAX = 2, 12
 """Events one ``flood`` step releases at once: past a small documented client buffer (the
-reference's under the harness is 8), short of making an example slow."""
+reference's under the harness is 2), short of making an example slow."""
+BURST = MAX_CLIENT_BUFFER + 16
+"""Events of a long burst, drawn for one flood in `BURST_ODDS`: past the spec's bound on any
+client buffer (S8.2), which holds an implementation that documents no bound of its own."""
+BURST_ODDS = 8
 
 VIOLATIONS: dict[str, type[ClauseViolation]] = {}
 
@@ -355,7 +361,16 @@ class ScenarioMachine(RuleBasedStateMachine):
         if op in ("lookup", "reload"):
             task = self.pick(s.known_tasks())
             proc = self.pick(s.live_procs)
-            return None if task is None or proc is None else {"op": op, "task": task, "process": proc}
+            if task is None or proc is None:
+                return None
+            step = {"op": op, "task": task, "process": proc}
+            if op == "lookup":
+                # The request names the row in one of the ways the implementation accepts (model
+                # name in other letter cases, pk with leading zeros...): the first is canonical.
+                spelling = self.choices.integer(len(s.run.spellings(s.tasks[task])))
+                if spelling:
+                    step["spelling"] = spelling
+            return step
         if op == "detach":
             client = self.pick(s.open_clients())
             return None if client is None else {"op": "detach", "client": client}
@@ -365,13 +380,22 @@ class ScenarioMachine(RuleBasedStateMachine):
         if op == "flood":
             task = self.pick(s.known_tasks())
             count = FLOOD_MIN + self.choices.integer(FLOOD_MAX - FLOOD_MIN + 1)
+            if self.choices.integer(BURST_ODDS) == BURST_ODDS - 1:
+                count = BURST
             return None if task is None else {"op": "release", "task": task, "count": count}
-        if op in ("release", "finish_ok", "finish_fail"):
+        if op == "release":
             task = self.pick(s.known_tasks())
             return None if task is None else {"op": op, "task": task}
-        if op == "crash":
+        if op in ("finish_ok", "finish_fail"):
+            task = self.pick(s.known_tasks())
+            if task is None:
+                return None
+            ways = FINISH_WAYS if op == "finish_ok" else FAIL_WAYS
+            how = ways[self.choices.integer(len(ways))]  # shrinks toward the plain way
+            return {"op": op, "task": task} if how == ways[0] else {"op": op, "task": task, "how": how}
+        if op in ("crash", "shutdown"):
             proc = self.pick(s.live_procs)
-            return None if proc is None else {"op": "crash", "process": proc}
+            return None if proc is None else {"op": op, "process": proc}
         raise ValueError(op)
 
 
@@ -464,6 +488,14 @@ def crash(self: ScenarioMachine) -> None:
     self.do(self.build("crash"))
 
 
+@precondition(_has_procs)
+@rule()
+def shutdown(self: ScenarioMachine) -> None:
+    """A graceful stop (SIGTERM, on every deploy): the process's coroutines are cancelled and may
+    clean up; its clients reconnect elsewhere."""
+    self.do(self.build("shutdown"))
+
+
 def _restartable(self: ScenarioMachine) -> list[int]:
     s = self.session
     live = s.live_procs
@@ -508,7 +540,7 @@ def concurrently(self: ScenarioMachine) -> None:
 RULES: dict[str, Callable[..., None]] = {
     f.__name__: f
     for f in (create, start, lookup, reload, attach, detach, stall, release, flood, finish_ok, finish_fail,
-              crash, restart, spawn, concurrently, idle)
+              crash, shutdown, restart, spawn, concurrently, idle)
 }
 
 _CLASSES: dict[str, type[ScenarioMachine]] = {}

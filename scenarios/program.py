@@ -23,7 +23,9 @@ from harness.bounds import RUN_MAX_STEPS, RUN_MAX_VIRTUAL_TIME
 from harness.choice import ChoiceSource
 from harness.driver import Outcome, RunDriver
 from harness.errors import UsageError
+from harness.probe.gates import FAIL_WAYS, FINISH_WAYS
 from harness.runner import ClientRef, ObjRef, TaskRef
+from harness.spec import MAX_CLIENT_BUFFER
 
 __all__ = [
     "ASYNC_OPS",
@@ -43,12 +45,15 @@ ASYNC_OPS = frozenset({"create", "start", "lookup", "reload", "attach", "detach"
 """Operations that run inside a simulated process (they await the implementation)."""
 GATE_OPS = frozenset({"release", "finish_ok", "finish_fail"})
 """Operations on the probe's gates: let the task send its next event (``release``; its next
-``count`` events with a count), complete, or raise."""
+``count`` events with a count), finish, or raise (``how``: the way it does, see
+`harness.probe.gates.FINISH_WAYS` and `FAIL_WAYS`; the plain way when absent)."""
 CLIENT_OPS = frozenset({"stall"})
 """A client stops reading but stays connected (it reads again once the run has settled)."""
-MAX_RELEASE_COUNT = 64
-PROCESS_OPS = frozenset({"crash", "restart", "spawn"})
-"""Faults and processes: kill a process, kill and replace it, add one over the same database."""
+MAX_RELEASE_COUNT = 2 * MAX_CLIENT_BUFFER
+"""A burst may go past the spec's bound on what any implementation may buffer for one client."""
+PROCESS_OPS = frozenset({"crash", "shutdown", "restart", "spawn"})
+"""Faults and processes: kill a process, stop it gracefully (SIGTERM), kill and replace it, add
+one over the same database."""
 OPS = ASYNC_OPS | GATE_OPS | CLIENT_OPS | PROCESS_OPS | {"concurrently"}
 
 
@@ -150,8 +155,10 @@ async def _perform(s: Session, step: dict[str, Any], slot: int | None, grouped: 
         if task is not None:
             if op == "release":
                 run.release(task, int(step.get("count", 1)))
+            elif op == "finish_ok":
+                run.finish_ok(task, step.get("how", FINISH_WAYS[0]))
             else:
-                getattr(run, op)(task)
+                run.finish_fail(task, step.get("how", FAIL_WAYS[0]))
         return
     if op == "stall":
         client = s.clients[step["client"]]
@@ -160,6 +167,9 @@ async def _perform(s: Session, step: dict[str, Any], slot: int | None, grouped: 
         return
     if op == "crash":
         run.crash(s.procs[step["process"]])
+        return
+    if op == "shutdown":
+        await run.shutdown(s.procs[step["process"]])
         return
     if op == "restart":
         s.procs.append(run.restart(s.procs[step["process"]]))
@@ -184,10 +194,14 @@ async def _perform(s: Session, step: dict[str, Any], slot: int | None, grouped: 
         via = s.objs[step["obj"]]
         if via is not None:
             await run.start(via, proc)
-    elif op in ("lookup", "reload"):
+    elif op == "lookup":
         task = s.tasks[step["task"]]
         if task is not None:
-            s.objs[slot] = await getattr(run, op)(task, proc)
+            s.objs[slot] = await run.lookup(task, proc, int(step.get("spelling", 0)))
+    elif op == "reload":
+        task = s.tasks[step["task"]]
+        if task is not None:
+            s.objs[slot] = await run.reload(task, proc)
     elif op == "attach":
         via = s.objs[step["obj"]]
         if via is not None:
@@ -240,3 +254,10 @@ def validate_program(program: Any) -> None:
             not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_RELEASE_COUNT
         ):
             raise UsageError(f"release count must be an integer from 1 to {MAX_RELEASE_COUNT}: {step!r}")
+        ways = {"finish_ok": FINISH_WAYS, "finish_fail": FAIL_WAYS}.get(step["op"])
+        if "how" in step and (ways is None or step["how"] not in ways):
+            raise UsageError(f"'how' must be one of {', '.join(ways or ())} for {step['op']}: {step!r}")
+        spelling = step.get("spelling", 0)
+        if step["op"] == "lookup" and (not isinstance(spelling, int) or isinstance(spelling, bool)
+                                       or spelling < 0):
+            raise UsageError(f"lookup spelling must be a non-negative integer: {step!r}")

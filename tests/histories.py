@@ -145,6 +145,19 @@ class Scenario:
         self.add(Complete, HARNESS, op_id=op_id, status="ok")
         return fault
 
+    def shutdown(self, process: str, clients: Iterable[str] = (),
+                 cancelled: Iterable[tuple[str, str]] = ()) -> int:
+        """Stop `process` gracefully: its listed clients' streams end ("shutdown"), and the listed
+        (task, obj) runs exit "cancelled" during the grace period. Returns the Fault's index."""
+        op_id = self.invoke("shutdown", None, at=HARNESS, process=process)
+        fault = self.add(Fault, process, fault="shutdown")
+        for client in clients:
+            self.end_stream(client, "shutdown", process=process)
+        for task, obj in cancelled:
+            self.add(ProcessExit, process, task=task, obj=obj, outcome="cancelled")
+        self.add(Complete, HARNESS, op_id=op_id, status="ok")
+        return fault
+
     def restart(self, new: str, replaces: str) -> int:
         op_id = self.invoke("restart", None, at=HARNESS, process=new, replaces=replaces)
         fault = self.add(Fault, new, fault="restart", replaces=replaces)

@@ -359,6 +359,33 @@ def s7_2_joiner_gets_nothing() -> Case:
     return s.end(), (crash, join.invoke)
 
 
+def _shut_down(s: Scenario) -> int:
+    """T1 runs on obj1 in p0 with c1 there and c2 in p1, sends event 1; p0 shuts down gracefully
+    (c1's stream ends, the run exits cancelled). Returns the index of the shutdown."""
+    started(s)
+    with s.on("p1"):
+        s.attach("c2", "T1", via="obj1")
+    s.broadcast("T1", to=["c1", "c2"])
+    return s.shutdown("p0", clients=["c1"], cancelled=[("T1", "obj1")])
+
+
+def s7_3_shutdown_stored_as_failure() -> Case:
+    s = Scenario()
+    shutdown = _shut_down(s)
+    with s.on("p1"):
+        snap = s.snapshot(persisted={"T1": row("failed", error="CancelledError", last=1)})
+    return s.end(), (shutdown, snap)
+
+
+def s7_3_shutdown_announced_to_clients() -> Case:
+    s = Scenario()
+    shutdown = _shut_down(s)
+    with s.on("p1"):
+        error = s.deliver("c2", "T1", None, "error")
+        s.end_stream("c2")
+    return s.end(), (shutdown, error)
+
+
 def s8_leftovers() -> Case:
     s = Scenario()
     started(s)
@@ -415,6 +442,9 @@ VIOLATIONS: list[tuple[str, Callable[[], Case], list[str]]] = [
     ("S7", s7_joiner_hangs_reported_by_the_harness, ["client c2", "(the run hung with it waiting)"]),
     ("S7.2", s7_2_persisted_event_is_stale, ["persisted last event as 1, but event 2 was the last"]),
     ("S7.2", s7_2_joiner_gets_nothing, ["client c2 joined T1", "received nothing; event 2 was the last"]),
+    ("S7.3", s7_3_shutdown_stored_as_failure, ["p0 when it shut down", "reports its row as 'failed'"]),
+    ("S7.3", s7_3_shutdown_announced_to_clients, ["client c2 (p1) received 'error' of T1",
+                                                  "announced as the task's end"]),
     ("S8", s8_leftovers, ["p0 still holds 1 clients, 2 loads"]),
     ("S8.2", s8_2_unbounded_buffer, ["client c1 had 5000 undelivered", f"bound is {MAX_CLIENT_BUFFER}"]),
 ]
@@ -727,11 +757,46 @@ def test_checker_module_is_named_by_its_clause(clause):
     assert (ROOT / clause.checker_path).is_file()
 
 
+FACETS = {"S7.3"}
+"""Sub-clauses that judge a case of their parent's requirement on its own (a graceful shutdown is
+a restart that the process saw coming), rather than splitting its SHOULD part off."""
+
+
 def test_sub_clauses_split_must_from_should():
     for clause in spec.CLAUSES:
         if clause.parent is not None:
             assert clause.parent in spec.BY_ID
-            assert clause.level != spec.clause(clause.parent).level
+            if clause.id not in FACETS:
+                assert clause.level != spec.clause(clause.parent).level
+
+
+def test_shutdown_that_leaves_the_task_to_resume_passes():
+    """The reference's way: the run is cancelled, the row stays unfinished, c2 in p1 keeps waiting
+    and a resumed run in p1 finishes the task for it."""
+    s = Scenario()
+    _shut_down(s)
+    s.restart("p2", replaces="p0")
+    with s.on("p1"):
+        s.enter("T1", "obj2")
+        s.broadcast("T1", "complete", to=["c2"])
+        s.end_stream("c2")
+        s.exit("T1", "obj2")
+        s.snapshot(persisted={"T1": row("completed", last=2)})
+    history = s.end()
+    for clause in ("S7.3", "S7", "S2", "S4"):
+        assert verdict(clause, history).verdict is Verdict.PASS, verdict(clause, history)
+
+
+def test_shutdown_run_is_not_a_finish():
+    """A run cancelled by a shutdown is interrupted, not finished: S4 allows a resumed run."""
+    s = Scenario()
+    _shut_down(s)
+    with s.on("p1"):
+        s.enter("T1", "obj2")
+    history = s.end("bound")
+    assert history.finish("T1") is None
+    assert [r.outcome for r in history.runs("T1")] == ["crashed", None]
+    assert verdict("S4", history).verdict is Verdict.PASS
 
 
 def test_spec_md_agrees_with_spec_py():

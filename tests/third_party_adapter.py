@@ -35,9 +35,9 @@ class Process:
     async def start(self, instance: Any) -> None:
         await self.coordinator.start_task(instance, instance._meta.app_label, type(instance).__name__)
 
-    async def lookup(self, model: type, pk: Any) -> Any | None:
-        """What the library's stream view does for a new client."""
-        return await self.coordinator.get_task_instance(model._meta.app_label, model.__name__, pk)
+    async def lookup(self, app_label: str, model_name: str, pk: str) -> Any | None:
+        """What the library's stream view does for a new client, with the strings of its URL."""
+        return await self.coordinator.get_task_instance(app_label, model_name, pk)
 
     async def reload(self, model: type, pk: Any) -> Any:
         """A fresh object of the row, as any Django code could load it."""

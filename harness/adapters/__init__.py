@@ -8,6 +8,7 @@ subclass). Built-in names are ``reference`` and ``upstream``; a third party plug
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
@@ -34,8 +35,10 @@ class SutProcess(Protocol):
     async def start(self, instance: Any) -> None:
         """Start the task through the coordinator, with this instance."""
 
-    async def lookup(self, model: type, pk: Any) -> Any | None:
-        """What a new client's request does: the coordinator's lookup (which may load and start)."""
+    async def lookup(self, app_label: str, model_name: str, pk: str) -> Any | None:
+        """What a new client's request does with the strings its URL carries (app label, model
+        name, primary key as text): the coordinator's lookup, which may load and start the task.
+        None if the implementation answers that there is no such task."""
 
     async def reload(self, model: type, pk: Any) -> Any:
         """A fresh instance of the row from the database, as any Django code could make."""
@@ -73,11 +76,56 @@ class Adapter(Protocol):
 #   django_settings: dict[str, Any]  extra Django settings for the implementation under the harness
 #   def buffer_limit(self) -> int | None  the per-client buffer bound the implementation documents
 #       under those settings (S8.2 holds it to that, and never to more than the spec's bound)
+#   def spellings(self, app_label: str, model_name: str, pk: str) -> list[tuple[str, str, str]]
+#       the ways a request may name one row that the implementation's lookup accepts, the canonical
+#       one first (default: `default_spellings`, Django's own rules); the harness draws among them
 #   def native_client(self) -> Any  a new client of the implementation's own in-process kind, which
 #       `add_client`/`remove_client` accept beside an asyncio.Queue and which reads like one (`get`,
 #       `get_nowait`, `qsize`); the benchmarks measure it as the contender "<name>-native"
 
 REQUIRED = ("name", "installed_apps", "task_base", "versions", "new_process", "persisted")
+
+
+def default_spellings(app_label: str, model_name: str, pk: str) -> list[tuple[str, str, str]]:
+    """How requests name one row under Django's own rules, the canonical spelling first: model
+    names resolve case-insensitively (`apps.get_model`), and an integer primary key arrives as text,
+    with leading zeros too (``<int:pk>`` and ``Model.objects.get(pk="07")`` both accept them). An
+    implementation that keys its registry on the raw strings runs one task once per spelling."""
+    names = list(dict.fromkeys([model_name, model_name.lower(), model_name.upper()]))
+    pks = [pk, "0" + pk] if pk.isdigit() else [pk]
+    return [(app_label, m, k) for k in pks for m in names]
+
+
+def spellings_of(adapter: Any, model: type, pk: Any) -> list[tuple[str, str, str]]:
+    """The spellings of row `pk` of `model` that `adapter`'s implementation accepts (its own
+    ``spellings`` hook, else `default_spellings`), the canonical one first."""
+    canonical = (model._meta.app_label, model.__name__, str(pk))
+    hook = getattr(adapter, "spellings", None)
+    found = list(hook(*canonical)) if callable(hook) else default_spellings(*canonical)
+    if not found or tuple(found[0]) != canonical:
+        raise AdapterError(f"{adapter.name}: spellings() must list the canonical spelling {canonical} first")
+    return [tuple(str(part) for part in spelling) for spelling in found]
+
+
+def check_process(sut: Any) -> None:
+    """Refuse a process object written for the old lookup signature ``lookup(model, pk)`` with a
+    message that says what to change, instead of a TypeError in every lookup of the search."""
+    lookup = getattr(sut, "lookup", None)
+    if lookup is None:
+        raise AdapterError(f"{type(sut).__name__} has no lookup(app_label, model_name, pk)")
+    try:
+        params = inspect.signature(lookup).parameters.values()
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) != 3:
+        raise AdapterError(
+            f"{type(sut).__name__}.lookup takes {len(positional)} arguments: since streamspec 0.3 it "
+            f"takes the strings of a request's URL, lookup(app_label, model_name, pk), and passes them "
+            f"to the implementation's lookup as its own request path does (see harness.adapters)"
+        )
 
 
 def load_adapter(spec: str) -> Adapter:

@@ -29,8 +29,9 @@ class ReferenceProcess:
     async def start(self, instance: Any) -> None:
         await self.coordinator.start_task(instance)
 
-    async def lookup(self, model: type, pk: Any) -> Any | None:
-        return await self.coordinator.get_task_instance(model._meta.app_label, model.__name__, pk)
+    async def lookup(self, app_label: str, model_name: str, pk: str) -> Any | None:
+        # Its URL pattern passes all three as strings (``<str:task_id>``), as here.
+        return await self.coordinator.get_task_instance(app_label, model_name, pk)
 
     async def reload(self, model: type, pk: Any) -> Any:
         return await model._default_manager.aget(pk=pk)

@@ -31,8 +31,13 @@ class UpstreamProcess:
     async def start(self, instance: Any) -> None:
         await self.coordinator.start_task(instance, instance._meta.app_label, type(instance).__name__)
 
-    async def lookup(self, model: type, pk: Any) -> Any | None:
-        return await self.coordinator.get_task_instance(model._meta.app_label, model.__name__, pk)
+    async def lookup(self, app_label: str, model_name: str, pk: str) -> Any | None:
+        # As its server's request path does: the names as the URL spells them, the id as an int.
+        try:
+            task_id = int(pk)
+        except ValueError:
+            return None
+        return await self.coordinator.get_task_instance(app_label, model_name, task_id)
 
     async def reload(self, model: type, pk: Any) -> Any:
         return await model._default_manager.aget(pk=pk)

@@ -18,6 +18,7 @@ from harness.checkers import (
     s5_completion,
     s6_failure,
     s7_2_restart_replay,
+    s7_3_shutdown,
     s7_restart,
     s8_2_bounded_buffers,
     s8_hygiene,
@@ -27,7 +28,7 @@ from harness.history import History
 
 MODULES = (
     s1_identity, s2_orphans, s3_replay, s4_single_execution, s5_completion, s6_failure,
-    s7_restart, s7_2_restart_replay, s8_hygiene, s8_2_bounded_buffers,
+    s7_restart, s7_2_restart_replay, s7_3_shutdown, s8_hygiene, s8_2_bounded_buffers,
 )
 
 CHECKERS: dict[str, Checker] = {m.CLAUSE_ID: m.check for m in MODULES}

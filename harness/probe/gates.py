@@ -19,10 +19,24 @@ from harness.errors import StreamspecError
 SEND = "send"
 RETURN = "return"
 RAISE = "raise"
+FINISH_WAYS = ("complete", "value", "none", "mark_completed")
+"""How `process()` finishes, the plain way first: it sends its own ``complete`` event and returns a
+value (as the seed's ExampleTask does); it returns a value without a terminal event; it returns
+None without one; it calls the model's ``mark_completed(final_value=...)`` itself (where the base
+class has one) and returns the value. A coordinator must end every client's stream in each case."""
+FAIL_WAYS = ("exception", "cancelled", "base_exception")
+"""How `process()` fails, the plain way first: an ordinary exception; ``asyncio.CancelledError``
+raised by the task's own code (an awaited sub-task was cancelled: nothing cancelled the run from
+outside); a `BaseException` that is not an `Exception`."""
 
 
 class ProbeFailure(Exception):
     """The exception a probe raises when the scenario makes it fail."""
+
+
+class ProbeAbort(BaseException):
+    """What a probe raises for the ``base_exception`` way of failing: not an `Exception`, so a
+    coordinator that only catches `Exception` lets it escape."""
 
 
 @dataclass
@@ -83,18 +97,44 @@ class Gates:
         try:
             gate = self.gate(task.pk)
             while True:
-                command = await gate.take()
+                command, _, way = (await gate.take()).partition(":")
                 if command == SEND:
                     await self._send(task, "progress")
                 elif command == RETURN:
-                    # Like the seed's ExampleTask, the probe sends its own terminal event.
-                    n = await self._send(task, "complete")
+                    value = await self._finish(task, way or FINISH_WAYS[0])
                     outcome = "ok"
-                    return {"n": n}
+                    return value
                 else:
-                    raise ProbeFailure(f"probe task {task.pk} made to fail")
+                    outcome = "raised"
+                    self._fail(task, way or FAIL_WAYS[0])
+        except asyncio.CancelledError:
+            # Not raised by the probe itself: the run was cancelled from outside (a shutdown, or
+            # the coordinator stopping it), which is neither a finish nor a failure of the task.
+            outcome = "error" if outcome == "raised" else "cancelled"
+            raise
         finally:
-            self.hooks.exited(task, outcome)
+            self.hooks.exited(task, "error" if outcome == "raised" else outcome)
+
+    async def _finish(self, task: Any, way: str) -> Any:
+        value = {"n": self._seq.get(task.pk, 0)}
+        if way == "complete":
+            # Like the seed's ExampleTask, the probe sends its own terminal event.
+            return {"n": await self._send(task, "complete")}
+        if way == "none":
+            return None
+        if way == "mark_completed":
+            mark = getattr(task, "mark_completed", None)
+            if mark is not None:
+                await mark(final_value=value)
+        return value
+
+    def _fail(self, task: Any, way: str) -> None:
+        message = f"probe task {task.pk} made to fail"
+        if way == "cancelled":
+            raise asyncio.CancelledError(message)
+        if way == "base_exception":
+            raise ProbeAbort(message)
+        raise ProbeFailure(message)
 
     async def _send(self, task: Any, event_type: str) -> int:
         n = self.next_seq(task.pk)
