@@ -265,6 +265,59 @@ def _loads_never_removed() -> dict:
     return {(TaskCoordinator, "_load"): _load}
 
 
+def _shutdown_fails_the_task() -> dict:
+    from reference_impl.streaming import coordinator
+
+    # Every CancelledError counts as the task's own: a graceful shutdown is stored as a failure.
+    return {(coordinator, "_cancelled_from_outside"): lambda: False}
+
+
+def _own_cancellation_escapes() -> dict:
+    from reference_impl.streaming import coordinator
+
+    # Every CancelledError counts as a cancellation from outside: a task whose own code raised it
+    # is neither stored as failed nor ended for its clients.
+    return {(coordinator, "_cancelled_from_outside"): lambda: True}
+
+
+def _no_terminal_without_complete() -> dict:
+    from reference_impl.streaming.coordinator import TaskCoordinator
+
+    original = TaskCoordinator._complete
+
+    async def _complete(self, task, channel, result):
+        if channel.ended is not None:
+            return await original(self, task, channel, result)
+        # As django-streaming-coordinator does: the outcome is stored, nobody is told.
+        await task.mark_completed(final_value=result)
+        channel.close()
+
+    return {(TaskCoordinator, "_complete"): _complete}
+
+
+def _lookup_keyed_on_raw_strings() -> dict:
+    from reference_impl.streaming.coordinator import TaskCoordinator
+
+    original = TaskCoordinator.get_task_instance
+
+    async def get_task_instance(self, app_name, model_name, task_id):
+        try:
+            model = self.resolve_model(app_name, model_name)
+            pk = model._meta.pk.to_python(task_id)
+        except Exception:
+            return None
+        if (app_name, model_name, str(task_id)) == (model._meta.app_label, model.__name__, str(pk)):
+            return await original(self, app_name, model_name, task_id)
+        # The registry is keyed on the URL's strings: another spelling of the row misses the
+        # running object and gets a fresh load of its own.
+        loaded = await model._default_manager.filter(pk=pk).afirst()
+        if loaded is not None and not loaded.is_finished:
+            await self.start_task(loaded)
+        return loaded
+
+    return {(TaskCoordinator, "get_task_instance"): get_task_instance}
+
+
 CATALOGUE: tuple[Mutant, ...] = (
     Mutant("state_on_the_object", "S2",
            "Runtime state belongs to the Python object, so __init__ of a reloaded row starts empty "
@@ -295,6 +348,20 @@ CATALOGUE: tuple[Mutant, ...] = (
            "A client that never reads accumulates every event", _unbounded_buffers),
     Mutant("loads_never_removed", "S8",
            "The entry of a database load is never removed", _loads_never_removed),
+    Mutant("shutdown_fails_the_task", "S7.3",
+           "Any CancelledError around process() is taken for the task's failure: a graceful "
+           "shutdown stores every running task as failed and tells its clients so",
+           _shutdown_fails_the_task),
+    Mutant("own_cancellation_escapes", "S6",
+           "A CancelledError raised by the task's own code is taken for a shutdown: the task is "
+           "not stored as failed and its clients are never told", _own_cancellation_escapes),
+    Mutant("no_terminal_without_complete", "S5",
+           "A process() that returns without sending its own terminal event is stored as completed, "
+           "but no client is told (django-streaming-coordinator's behaviour)", _no_terminal_without_complete),
+    Mutant("lookup_keyed_on_raw_strings", "S1",
+           "Lookups are keyed on the URL's strings: a row spelled another way (model name in other "
+           "letter case, pk with a leading zero) is loaded afresh instead of returning the running "
+           "object", _lookup_keyed_on_raw_strings),
 )
 CLAUSE_TEST_MUTANTS: tuple[Mutant, ...] = (
     Mutant("takeover_keeps_the_dead_lease", "S7",

@@ -364,7 +364,17 @@ async def test_s6_probe_fails_when_failure_is_not_persisted(monkeypatch):
 
 # -- S7 restart and S7.2 replay after restart ----------------------------------------------------
 # Processes are coordinators side by side in this loop (as the harness simulates them); a crash is
-# `shutdown()`: the run stops, the row stays running under the dead owner's lease.
+# `shutdown()` without its clean-up: the run stops, the row stays running under the dead owner's lease.
+
+
+async def _no_release(self, task) -> None:
+    """What a crash does with the task's claim: nothing."""
+
+
+async def crash(process: TaskCoordinator, monkeypatch) -> None:
+    with monkeypatch.context() as patch:
+        patch.setattr(TaskCoordinator, "_release", _no_release)
+        await in_process(process, process.shutdown)
 
 
 async def s7_problems(monkeypatch) -> list[str]:
@@ -381,7 +391,7 @@ async def s7_problems(monkeypatch) -> list[str]:
             await asyncio.sleep(0.002)
     await in_process(p0, lambda: task.send_event("tick", {}))
     latest = p0.channel_of(task).latest["id"]
-    await in_process(p0, p0.shutdown)
+    await crash(p0, monkeypatch)
     clients = {p1: asyncio.Queue(), p2: asyncio.Queue()}
 
     async def join(process: TaskCoordinator) -> None:
@@ -485,6 +495,65 @@ async def test_s7_2_probe_fails_when_the_resume_does_not_replay(monkeypatch):
     with override_settings(**FAST), BY_NAME["resume_without_replay"].patched():
         problems = await s7_2_problems(monkeypatch)
     assert problems == ["a joiner of the resumed task first got None, not event 3"], problems
+
+
+# -- S7.3 graceful shutdown ----------------------------------------------------------------------
+# A graceful shutdown is `shutdown()` with its clean-up: the cancelled run gives its claim up.
+
+
+async def s7_3_problems(monkeypatch) -> list[str]:
+    """p0 runs a task with a client in p1 and shuts down gracefully: the row must stay unfinished
+    and unclaimed, the client must hear no end, and a lookup in p1 must resume the task at once
+    (well inside the lease), the client then getting every event to the terminal one."""
+    problems = []
+    counter = EntryCounter(monkeypatch, SignalTask)
+    task = await SignalTask.objects.acreate()
+    p0, p1 = TaskCoordinator("p0"), TaskCoordinator("p1")
+    await in_process(p0, lambda: p0.start_task(task))
+    async with asyncio.timeout(2):
+        while counter.count == 0 or p0.channel_of(task).latest is None:
+            await asyncio.sleep(0.002)
+    client: asyncio.Queue = asyncio.Queue()
+    found = await in_process(p1, lambda: p1.get_task_instance(APP, "SignalTask", task.pk))
+    await in_process(p1, lambda: found.add_client(client))
+    await in_process(p0, p0.shutdown)
+    row = await SignalTask.objects.aget(pk=task.pk)
+    if row.status in (TaskStatus.FAILED, TaskStatus.COMPLETED):
+        problems.append(f"the shutdown stored the task as {row.status}")
+    if row.owner:
+        problems.append("the shutdown kept the task's claim: a new process waits out the lease")
+    again = await in_process(p1, lambda: p1.get_task_instance(APP, "SignalTask", task.pk))
+    if again is None:
+        problems.append("the task cannot be looked up after the shutdown")
+    try:
+        async with asyncio.timeout(0.2):  # less than the lease (0.3 s)
+            while counter.count < 2:
+                await asyncio.sleep(0.005)
+    except TimeoutError:
+        problems.append("nobody resumed the task within the lease after the shutdown")
+    await SignalTask.release(task.pk)
+    events, ended = await drain(client)
+    problems += [f"the client in p1: {gap}" for gap in gaps(events)]
+    if any(e["type"] == "error" for e in events):
+        problems.append("the client in p1 was told the task failed")
+    if not ended or not events or events[-1]["type"] != "complete":
+        problems.append(f"the client in p1 got {[e['type'] for e in events]}, not the task's end")
+    await settle(p1)
+    return problems
+
+
+@pytest.mark.clause("S7.3")
+async def test_s7_3_a_graceful_shutdown_leaves_the_task_to_resume_at_once(monkeypatch):
+    with override_settings(**FAST):
+        assert await s7_3_problems(monkeypatch) == []
+
+
+@pytest.mark.clause("S7.3")
+async def test_s7_3_probe_fails_when_the_shutdown_is_stored_as_a_failure(monkeypatch):
+    with override_settings(**FAST), BY_NAME["shutdown_fails_the_task"].patched():
+        problems = await s7_3_problems(monkeypatch)
+    assert "the shutdown stored the task as failed" in problems, problems
+    assert "the client in p1 was told the task failed" in problems, problems
 
 
 # -- S8 hygiene and bounded resources -----------------------------------------------------------
