@@ -757,6 +757,38 @@ def test_checker_module_is_named_by_its_clause(clause):
     assert (ROOT / clause.checker_path).is_file()
 
 
+def _gap_across_a_crash(event_2_returned: bool) -> History:
+    """c2 in p1 follows T1, which runs in p0: event 1 reaches it; p0 crashes while (or after)
+    sending event 2; p1 resumes the task, whose next event is 3."""
+    s = Scenario()
+    started(s)
+    with s.on("p1"):
+        s.attach("c2", "T1", via="obj1")
+    s.broadcast("T1", to=["c1", "c2"])
+    s.sent("T1", 1)
+    s.send("T1")
+    if event_2_returned:
+        s.sent("T1", 2)
+    s.crash("p0", clients=["c1"])
+    with s.on("p1"):
+        s.enter("T1", "obj2")
+        s.broadcast("T1", "complete", to=["c2"])
+        s.sent("T1", 3)
+        s.end_stream("c2")
+        s.exit("T1", "obj2")
+    return s.end()
+
+
+def test_a_gap_over_an_event_that_died_with_its_process_is_no_violation():
+    assert verdict("S3", _gap_across_a_crash(event_2_returned=False)).verdict is Verdict.PASS
+
+
+def test_a_gap_over_an_event_that_was_sent_before_the_crash_is_a_violation():
+    result = verdict("S3", _gap_across_a_crash(event_2_returned=True))
+    assert result.verdict is Verdict.FAIL
+    assert "event 3 of T1 right after event 1, missing event 2" in result.violations[0].explanation
+
+
 FACETS = {"S7.3"}
 """Sub-clauses that judge a case of their parent's requirement on its own (a graceful shutdown is
 a restart that the process saw coming), rather than splitting its SHOULD part off."""
