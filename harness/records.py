@@ -21,13 +21,14 @@ HARNESS = "harness"
 OPS = frozenset(
     {
         "create", "start", "lookup", "reload", "attach", "detach", "stall",
-        "release", "finish_ok", "finish_fail", "crash", "restart", "shutdown",
+        "release", "finish_ok", "finish_fail", "crash", "restart", "shutdown", "wait",
     }
 )
 """Operations a scenario invokes. Their `Invoke.args` by convention:
 create/lookup/reload: {} (value = object token or None); start: {"via": obj token or "coordinator"};
 attach: {"client", "via": obj token}; detach: {"client"}; crash/shutdown: {"process"};
-restart: {"process": new name, "replaces": old name}; release: {} or {"count"}; finish_*: {} for
+restart: {"process": new name, "replaces": old name}; wait: {"seconds"}; release: {} or {"count"};
+finish_*: {} for
 the plain way, else {"how": one of `harness.probe.gates.FINISH_WAYS` / `FAIL_WAYS`}; lookup: {} for
 the canonical spelling of the row, else {"spelling": [app label, model name, pk] as the request
 carried them}."""

@@ -2,7 +2,7 @@
 
 A `Run` is a scenario's handle: every method is an operation (`create`, `start`, `lookup`,
 `reload`, `attach`, `detach`, `release`, `finish_ok`, `finish_fail`, `stall`, `crash`, `shutdown`,
-`restart`),
+`restart`, `wait`),
 alone or several at once with `concurrently`, and the controlled event loop decides how they
 interleave. `harness.driver` owns the loop a run lives on, settles it and judges its history.
 """
@@ -140,6 +140,8 @@ class Run:
         self._clients: dict[str, ClientRef] = {}
         self._active_runs: dict[tuple[str, Any], int] = {}
         self._ops = 0
+        self._waits = 0
+        self._slow_offloads = True
         self.stacks = RunStacks()
         self._spawned: weakref.WeakKeyDictionary[asyncio.Task, stacks.Stack] = weakref.WeakKeyDictionary()
         self._loop.set_task_factory(self._task_factory)
@@ -156,7 +158,8 @@ class Run:
 
     @property
     def live_processes(self) -> list[str]:
-        return [p.name for p in self._procs.values() if not p.crashed.done()]
+        """Processes that take operations: not crashed, not shutting down."""
+        return [p.name for p in self._procs.values() if not p.crashed.done() and not p.stopping]
 
     def crash(self, process: str) -> None:
         """Kill a simulated process as kill -9 would: its coroutines never run again, no cleanup."""
@@ -189,13 +192,16 @@ class Run:
             if client.process == process and not client.ended:
                 client.ended = True
                 self.recorder.add(StreamEnd, process, client=client.token, reason="shutdown")
-        running = proc.host.tasks()
+        # In a fixed order (task names are deterministic): the order of the cancellations is the
+        # order their callbacks become ready, so a set's order would make the run unrepeatable.
+        running = sorted(proc.host.tasks(), key=lambda t: t.get_name())
         for task in running:
             task.cancel()
         if running:
             await asyncio.wait(running, timeout=SHUTDOWN_GRACE)
-        self._loop.crash(proc.host)
-        proc.crashed.set_result(True)
+        if not proc.crashed.done():  # (a crash may have cut the grace period short)
+            self._loop.crash(proc.host)
+            proc.crashed.set_result(True)
         self._active_runs = {k: v for k, v in self._active_runs.items() if k[0] != process}
         self.recorder.add(Complete, HARNESS, op_id=op_id, status="ok")
 
@@ -311,6 +317,26 @@ class Run:
             self._gate(op, task, command)
         else:
             self._gate(op, task, f"{command}:{how}", how=how)
+
+    async def wait(self, seconds: float) -> None:
+        """A quiet spell: `seconds` of virtual time pass with no operation (leases run out,
+        heartbeats and polls fire). Database calls return before timers meanwhile, as when the
+        run settles: a live process's lease renewal is never stalled past its lease by the
+        harness itself, which would make a correct takeover look like a double run."""
+        op_id = self._invoke("wait", None, {"seconds": seconds}, HARNESS)
+        # Counted, not saved and restored: of two waits in one concurrent group, the shorter must
+        # not turn slow calls back on while the longer still runs.
+        if not self._waits:
+            self._slow_offloads = self._loop.slow_offloads
+        self._waits += 1
+        self._loop.slow_offloads = False
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self._waits -= 1
+            if not self._waits:
+                self._loop.slow_offloads = self._slow_offloads
+        self.recorder.add(Complete, HARNESS, op_id=op_id, status="ok")
 
     async def concurrently(self, *operations: Awaitable[Any]) -> list[Any]:
         """Launch operations together; the scheduler decides how they interleave."""

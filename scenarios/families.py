@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["FAMILIES", "PROFILES", "PROFILE_ENV", "Family", "Profile", "profile_from_env"]
 
@@ -34,6 +35,9 @@ class Family:
     clauses: frozenset[str] = frozenset()
     """The clauses this family is built to reach (its rules can produce their violations). Every
     clause is checked in every family; this declares intent, for the clause index in SPEC.md."""
+    opening: tuple[dict[str, Any], ...] = ()
+    """Program steps every example begins with (then no processes are drawn at the start): a
+    state the family's rules work from, which the search would otherwise rarely reach."""
 
 
 _TASK_OPS = {"create", "start", "lookup", "attach", "detach", "release"}
@@ -66,6 +70,19 @@ FAMILIES: dict[str, Family] = {
             max_processes=2,
             budget=2.0,
             clauses=frozenset({"S2", "S3", "S4", "S6", "S7", "S7.2", "S7.3"}),
+        ),
+        Family(
+            "takeovers",
+            "a task running in one of three processes while clients join it anywhere; processes "
+            "crash or shut down, and time passes past the lease: takeovers, resumed runs and the "
+            "clients that join after them",
+            frozenset({"join", "release", "crash", "shutdown", "wait", "restart", "finish_ok",
+                       "concurrently"}),
+            frozenset({"lookup", "attach", "release", "crash", "wait"}),
+            max_processes=3,
+            clauses=frozenset({"S2", "S3", "S4", "S7", "S7.2", "S7.3"}),
+            opening=({"op": "spawn"}, {"op": "spawn"}, {"op": "create", "process": 0},
+                     {"op": "start", "obj": 0, "process": 0}),
         ),
         Family(
             "completion",

@@ -69,6 +69,9 @@ BURST = MAX_CLIENT_BUFFER + 16
 """Events of a long burst, drawn for one flood in `BURST_ODDS`: past the spec's bound on any
 client buffer (S8.2), which holds an implementation that documents no bound of its own."""
 BURST_ODDS = 8
+WAITS = (1.0, 40.0, 300.0)
+"""Virtual seconds one ``wait`` lets pass: a poll or two; past a 30 s lease (the reference's
+default; takeovers happen); past several leases and heartbeats."""
 
 VIOLATIONS: dict[str, type[ClauseViolation]] = {}
 
@@ -312,6 +315,10 @@ class ScenarioMachine(RuleBasedStateMachine):
     def begin(self, data: Any) -> None:
         self.choices.attach_data(data)
         self.session = Session(self.search.adapter, self.choices, max_steps=self.search.profile.max_steps)
+        if self.family.opening:
+            for step in self.family.opening:
+                self.do(dict(step))
+            return
         for _ in range(self.choices.integer(self.family.max_processes)):
             self.do({"op": "spawn"})  # several processes on one database from the start
 
@@ -396,6 +403,8 @@ class ScenarioMachine(RuleBasedStateMachine):
         if op in ("crash", "shutdown"):
             proc = self.pick(s.live_procs)
             return None if proc is None else {"op": op, "process": proc}
+        if op == "wait":
+            return {"op": "wait", "seconds": WAITS[self.choices.integer(len(WAITS))]}
         raise ValueError(op)
 
 
@@ -496,6 +505,27 @@ def shutdown(self: ScenarioMachine) -> None:
     self.do(self.build("shutdown"))
 
 
+@rule()
+def wait(self: ScenarioMachine) -> None:
+    """A quiet spell: virtual time passes (leases run out, heartbeats and polls fire)."""
+    self.do(self.build("wait"))
+
+
+@precondition(lambda self: _has_tasks(self) and _has_procs(self)
+              and len(self.session.clients) < self.family.max_clients)
+@rule()
+def join(self: ScenarioMachine) -> None:
+    """A new client's request: look the task up in a process, attach to what the lookup returned."""
+    step = self.build("lookup")
+    if step is None or not self.active:
+        return
+    self.do(step)
+    s = self.session
+    obj = len(s.objs) - 1
+    if self.active and s.objs[obj] is not None and s.proc_alive(s.procs[s.obj_procs[obj]]):
+        self.do({"op": "attach", "obj": obj, "process": s.obj_procs[obj]})
+
+
 def _restartable(self: ScenarioMachine) -> list[int]:
     s = self.session
     live = s.live_procs
@@ -540,7 +570,7 @@ def concurrently(self: ScenarioMachine) -> None:
 RULES: dict[str, Callable[..., None]] = {
     f.__name__: f
     for f in (create, start, lookup, reload, attach, detach, stall, release, flood, finish_ok, finish_fail,
-              crash, shutdown, restart, spawn, concurrently, idle)
+              crash, shutdown, restart, spawn, wait, join, concurrently, idle)
 }
 
 _CLASSES: dict[str, type[ScenarioMachine]] = {}

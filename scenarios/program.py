@@ -33,6 +33,7 @@ __all__ = [
     "GATE_OPS",
     "OPS",
     "PROCESS_OPS",
+    "WAIT_OPS",
     "Session",
     "execute",
     "iter_ops",
@@ -54,7 +55,10 @@ MAX_RELEASE_COUNT = 2 * MAX_CLIENT_BUFFER
 PROCESS_OPS = frozenset({"crash", "shutdown", "restart", "spawn"})
 """Faults and processes: kill a process, stop it gracefully (SIGTERM), kill and replace it, add
 one over the same database."""
-OPS = ASYNC_OPS | GATE_OPS | CLIENT_OPS | PROCESS_OPS | {"concurrently"}
+WAIT_OPS = frozenset({"wait"})
+"""Virtual time passes: ``{"op": "wait", "seconds": 40}`` (leases run out, heartbeats fire)."""
+MAX_WAIT_SECONDS = 3_600.0
+OPS = ASYNC_OPS | GATE_OPS | CLIENT_OPS | PROCESS_OPS | WAIT_OPS | {"concurrently"}
 
 
 class Session(RunDriver):
@@ -177,6 +181,9 @@ async def _perform(s: Session, step: dict[str, Any], slot: int | None, grouped: 
     if op == "spawn":
         s.procs.append(run.spawn())
         return
+    if op == "wait":
+        await run.wait(float(step["seconds"]))
+        return
     if op == "detach":
         client = s.clients[step["client"]]
         if client is not None and not (grouped and not s.proc_alive(client.process)):
@@ -254,6 +261,11 @@ def validate_program(program: Any) -> None:
             not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_RELEASE_COUNT
         ):
             raise UsageError(f"release count must be an integer from 1 to {MAX_RELEASE_COUNT}: {step!r}")
+        seconds = step.get("seconds")
+        if step["op"] == "wait" and (not isinstance(seconds, int | float) or isinstance(seconds, bool)
+                                     or not 0 < seconds <= MAX_WAIT_SECONDS):
+            raise UsageError(f"wait seconds must be a number above 0 and at most {MAX_WAIT_SECONDS:g}: "
+                             f"{step!r}")
         ways = {"finish_ok": FINISH_WAYS, "finish_fail": FAIL_WAYS}.get(step["op"])
         if "how" in step and (ways is None or step["how"] not in ways):
             raise UsageError(f"'how' must be one of {', '.join(ways or ())} for {step['op']}: {step!r}")

@@ -779,6 +779,55 @@ def _gap_across_a_crash(event_2_returned: bool) -> History:
     return s.end()
 
 
+def test_a_client_whose_process_shut_down_is_owed_nothing_still_on_its_way():
+    """c1 follows, from p0, T1 running in p1; event 1 is sent, p0 shuts down before relaying it:
+    c1 reconnects as a new client, as after a crash."""
+    s = Scenario()
+    s.create("T1", "obj1")
+    s.attach("c1", "T1", via="obj1")
+    with s.on("p1"):
+        s.start("T1", via="obj1")
+        s.enter("T1", "obj2")
+        s.send("T1")
+        s.sent("T1", 1)
+    s.shutdown("p0", clients=["c1"])
+    with s.on("p1"):
+        s.broadcast("T1", "complete")
+        s.sent("T1", 2)
+        s.exit("T1", "obj2")
+    assert verdict("S2", s.end()).verdict is Verdict.PASS
+
+
+def _first_event_after_a_crash(event_1_returned: bool) -> History:
+    """c2 joins T1 in p1 before any event; p0, running T1, crashes while (or after) sending event
+    1; p1 resumes the task and c2's first event is the resumed run's event 2."""
+    s = Scenario()
+    started(s)
+    with s.on("p1"):
+        s.attach("c2", "T1", via="obj1")
+    s.send("T1")
+    if event_1_returned:
+        s.sent("T1", 1)
+    s.crash("p0", clients=["c1"])
+    with s.on("p1"):
+        s.enter("T1", "obj2")
+        s.broadcast("T1", "complete", to=["c2"])
+        s.sent("T1", 2)
+        s.end_stream("c2")
+        s.exit("T1", "obj2")
+    return s.end()
+
+
+def test_a_first_event_past_one_that_died_with_its_process_is_no_violation():
+    assert verdict("S3", _first_event_after_a_crash(event_1_returned=False)).verdict is Verdict.PASS
+
+
+def test_a_first_event_past_one_sent_before_the_crash_is_a_violation():
+    result = verdict("S3", _first_event_after_a_crash(event_1_returned=True))
+    assert result.verdict is Verdict.FAIL
+    assert "before any event but its first event was 2; expected event 1" in result.violations[0].explanation
+
+
 def test_a_gap_over_an_event_that_died_with_its_process_is_no_violation():
     assert verdict("S3", _gap_across_a_crash(event_2_returned=False)).verdict is Verdict.PASS
 

@@ -22,9 +22,9 @@ def check(history: History) -> ClauseResult:
             # Dropped with an overflow notice: what it had not read was discarded openly, not lost.
             judge.saw("clients dropped for overflow")
             continue
-        gone = a.stream_end is not None and a.stream_end.reason in ("crashed", "detached")
+        gone = a.stream_end is not None and a.stream_end.reason in ("crashed", "shutdown", "detached")
         if a.left_at is not None and gone:
-            # It went away (its server process died, or it disconnected): events still on their
+            # It went away (its server process died or shut down, or it disconnected): events still on their
             # way then are not owed. A client that stays is owed everything; S3 judges gaps in what
             # a leaving client did receive, and a reconnecting client is a new client.
             judge.saw("clients that left")

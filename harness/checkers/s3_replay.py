@@ -28,9 +28,12 @@ def _allowed_first(history: History, a: Attachment) -> tuple[set[int], int | Non
         # An event whose sender crashed before the join lives on only if persisted: S7.2, not here.
         required = not (crash is not None and latest.index < crash < a.joined_from)
     if not required:
-        after = history.sends_between(a.task, a.joined_from)
-        if after:
-            allowed.add(after[0].seq)
+        # The first send after the join may come first; so may a later one when every send before
+        # it died with its process (it may never have become durable).
+        for send in history.sends_between(a.task, a.joined_from):
+            allowed.add(send.seq)
+            if not died_in_flight(history, send):
+                break
     return allowed, latest.seq if latest else None, required
 
 
