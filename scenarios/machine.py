@@ -19,15 +19,13 @@ candidate); the program step is the readable record of what the rule did.
 
 from __future__ import annotations
 
-import hashlib
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import combinations, pairwise
 from typing import Any
 
 from hypothesis import strategies as st
+from hypothesis import target
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from harness.adapters import Adapter
@@ -40,6 +38,8 @@ from harness.spec import MAX_CLIENT_BUFFER
 from scenarios.failure import ACROSS, Failure
 from scenarios.families import Family, Profile
 from scenarios.program import Session, iter_ops
+from scenarios.stats import Stats
+from scenarios.targets import TAKEOVER, takeover_progress
 
 __all__ = [
     "ACROSS", "RULES", "VIOLATIONS", "BudgetExhausted", "ClauseViolation", "Search", "Stats", "all_keys",
@@ -69,9 +69,10 @@ BURST = MAX_CLIENT_BUFFER + 16
 """Events of a long burst, drawn for one flood in `BURST_ODDS`: past the spec's bound on any
 client buffer (S8.2), which holds an implementation that documents no bound of its own."""
 BURST_ODDS = 8
-WAITS = (1.0, 40.0, 300.0)
+WAITS = (1.0, 40.0, 100.0)
 """Virtual seconds one ``wait`` lets pass: a poll or two; past a 30 s lease (the reference's
-default; takeovers happen); past several leases and heartbeats."""
+default: takeovers happen); past a few leases and heartbeats. Not longer: a spell costs a poll
+loop's worth of steps (the reference polls every 0.5 s)."""
 
 VIOLATIONS: dict[str, type[ClauseViolation]] = {}
 
@@ -111,64 +112,6 @@ def failing_keys(results: list[Any], history: Any, targets: frozenset[str]) -> l
 def all_keys(clauses: Any) -> frozenset[str]:
     """Every violation key of `clauses` (each clause within one process and across processes)."""
     return frozenset(k for c in clauses for k in (c, c + ACROSS))
-
-
-@dataclass
-class Stats:
-    """What a verify run explored."""
-
-    examples: Counter = field(default_factory=Counter)
-    """Family -> examples run (generation and shrinking)."""
-    tapes: dict[str, set[str]] = field(default_factory=dict)
-    """Family -> digests of distinct tapes (interleavings)."""
-    sequential_pairs: set[tuple[str, str]] = field(default_factory=set)
-    concurrent_pairs: set[tuple[str, str]] = field(default_factory=set)
-    violations: Counter = field(default_factory=Counter)
-    """Clause -> examples whose history failed it."""
-    verdicts: dict[str, Counter] = field(default_factory=dict)
-    """Clause -> verdict -> examples."""
-    ends: Counter = field(default_factory=Counter)
-    """How examples' runs ended: done, bound, hang."""
-    operations: int = 0
-
-    def total(self) -> int:
-        return sum(self.examples.values())
-
-    def note(self, family: str, program: list[dict[str, Any]], outcome: Outcome) -> None:
-        self.examples[family] += 1
-        digest = hashlib.blake2b(repr(outcome.tape.choices).encode(), digest_size=12).hexdigest()
-        self.tapes.setdefault(family, set()).add(digest)
-        leaves = [s["op"] for s in iter_ops(program)]
-        self.operations += len(leaves)
-        self.sequential_pairs.update(pairwise(leaves))
-        for step in program:
-            if step["op"] == "concurrently":
-                ops = sorted(s["op"] for s in step["steps"])
-                self.concurrent_pairs.update(combinations(ops, 2))
-        for result in outcome.results:
-            verdict = str(result.verdict)
-            self.verdicts.setdefault(result.clause, Counter())[verdict] += 1
-            if verdict == "fail":
-                self.violations[result.clause] += 1
-        end = outcome.history.run_end
-        self.ends[end.reason if end is not None else "none"] += 1
-
-    def to_dict(self, seconds: float) -> dict[str, Any]:
-        total = self.total()
-        return {
-            "examples": total,
-            "examples_per_family": dict(self.examples),
-            "examples_per_second": round(total / seconds, 1) if seconds > 0 else None,
-            "operations": self.operations,
-            "interleavings": sum(len(t) for t in self.tapes.values()),
-            "interleavings_per_family": {f: len(t) for f, t in self.tapes.items()},
-            "operation_pairs": len(self.sequential_pairs) + len(self.concurrent_pairs),
-            "sequential_pairs": sorted("→".join(p) for p in self.sequential_pairs),
-            "concurrent_pairs": sorted("‖".join(p) for p in self.concurrent_pairs),
-            "violations_by_clause": {c: self.violations.get(c, 0) for c in CLAUSE_IDS},
-            "verdicts_by_clause": {c: dict(self.verdicts.get(c, {})) for c in CLAUSE_IDS},
-            "run_ends": dict(self.ends),
-        }
 
 
 @dataclass
@@ -289,6 +232,8 @@ class ScenarioMachine(RuleBasedStateMachine):
             self.aborted = True
             raise
         search.stats.note(self.family.name, session.program, outcome)
+        if self.family.steer:
+            target(takeover_progress(outcome.history), label=TAKEOVER)
         if search.on_example is not None:
             search.on_example(self.family.name, list(session.program), outcome)
         failing = failing_keys(outcome.results, outcome.history, search.targets)

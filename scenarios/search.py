@@ -46,7 +46,7 @@ def hypothesis_settings(max_examples: int, stateful_step_count: int) -> settings
         deadline=None,
         database=None,
         derandomize=False,
-        phases=[Phase.generate, Phase.shrink],
+        phases=[Phase.generate, Phase.target, Phase.shrink],
         suppress_health_check=list(HealthCheck),
         report_multiple_bugs=False,
         print_blob=False,
