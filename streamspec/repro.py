@@ -40,7 +40,7 @@ from streamspec.reports.text import Implementation, program_steps
 
 TEMPLATE = Path(__file__).resolve().parent / "reports" / "repro_template.py"
 WORLD = "streamspec/reports/repro_world.py"
-ENGINE = ("harness/records.py", "harness/history.py", "harness/checkers/base.py")
+ENGINE = ("harness/conventions.py", "harness/records.py", "harness/history.py", "harness/checkers/base.py")
 """Modules every script inlines whole; what a checker imports from another checker is inlined in part."""
 BEGIN = "# >>> generated"
 END = "# <<< generated"
@@ -163,7 +163,7 @@ def engine_pieces(clause_id: str) -> list[Piece]:
             if path not in ENGINE:
                 borrowed.append(Piece.of(path, [alias.name for alias in node.names]))
     return [
-        Piece.of("harness/errors.py", ["StreamspecError"]),
+        Piece.of("harness/errors.py", ["StreamspecError", "AdapterError"]),
         Piece.of("harness/bounds.py",
                  ["SCRIPT_MAX_STEPS", "RUN_MAX_VIRTUAL_TIME", "SETTLE_SECONDS", "SETTLE_ROUNDS"]),
         Piece.of("harness/probe/gates.py",
@@ -171,7 +171,7 @@ def engine_pieces(clause_id: str) -> list[Piece]:
                   "ProbeHooks", "_Gate", "Gates"]),
         Piece.of("harness/spec.py", ["Level", "Severity", "MAX_CLIENT_BUFFER", "Clause"]),
         Piece("harness/spec.py: the clause", _clause_table(c)),
-        Piece.of("harness/spec.py", ["BY_ID", "clause"]),
+        Piece.of("harness/spec.py", ["BY_ID", "clause", "ReadKind", "READ_KINDS"]),
         *(Piece.of(path) for path in ENGINE),
         *borrowed,
         checker,
