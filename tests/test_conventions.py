@@ -251,11 +251,16 @@ def test_verify_gives_the_same_verdicts_under_another_notice(reference, tmp_path
     def summary(result: Any) -> dict[str, Any]:
         return {c: (s.verdict, s.verdicts) for c, s in result.clauses.items()}
 
-    # Seed 3 of these families drops stalled clients in a few examples; most seeds of `dev` do not.
-    families, seed = ["joins", "completion"], 3
-    default = verify(reference, families=families, profile="dev", seed=seed, on_example=count_ends)
-    assert default.passed
+    # A `dev` search drops a stalled client in a few examples at most, and in none for some seeds:
+    # take the first seed whose search does (which one moves whenever the search changes).
+    families = ["joins", "completion"]
+    for seed in range(10):
+        ends.clear()
+        default = verify(reference, families=families, profile="dev", seed=seed, on_example=count_ends)
+        if ends["overflow"]:
+            break
     assert ends["overflow"] > 0, "no client overflowed: this search cannot tell the notices apart"
+    assert default.passed
     for adapter_cls in NOTICE_ADAPTERS:
         with _notice(adapter_cls):
             other = verify(adapter_cls(), families=families, profile="dev", seed=seed)
