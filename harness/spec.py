@@ -1,11 +1,16 @@
 """The streamspec specification as data: one `Clause` per requirement, in the order SPEC.md lists them.
 
 SPEC.md is the document people read; this module is what the checkers, reports and tests read. The
-clause table and the per-clause sections of SPEC.md are rendered from here (`python -m harness.spec`
-rewrites them between the GENERATED markers), and a test fails if the two drift apart.
+clause table, the per-clause sections and what a client reads (`READ_KINDS`) of SPEC.md are rendered
+from here (`python -m harness.spec` rewrites them between the GENERATED markers), and a test fails
+if the two drift apart.
 
 A requirement with a MUST part and a SHOULD part is split into two clauses (``S7`` and ``S7.2``) so
 that a SHOULD failure is always reported as a SHOULD failure and never folded into a MUST pass.
+
+Long: the bulk is the specification's own text, clause after clause, kept beside the code that
+renders it into SPEC.md; split, one document would be scattered over modules that only make sense
+together.
 """
 
 from __future__ import annotations
