@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, ClassVar, Literal, TypeVar
 
+from harness.conventions import DEFAULT_CONVENTIONS, ITEM_KINDS, Conventions, probe_seq
 from harness.errors import StreamspecError
 
 FORMAT = "streamspec.history"
@@ -34,6 +35,8 @@ the canonical spelling of the row, else {"spelling": [app label, model name, pk]
 carried them}."""
 
 TERMINAL_EVENT_TYPES = frozenset({"complete", "error"})
+"""`Deliver.event_type` of a terminal event (whatever the implementation calls it: the history
+records it as read, see `harness.conventions`), and the probe's own terminal `Send` types."""
 FINAL_STATE = "final_state"
 """event_type of a synthesized delivery that carries a finished task's final state."""
 
@@ -173,7 +176,8 @@ class Sent(Record):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Deliver(Record):
     """Client `client` received an event of `task`: the probe's event `seq`, or (seq None) one the
-    implementation made up, e.g. a final state ("complete", "error", "final_state")."""
+    implementation made up, e.g. a final state ("complete", "error", "final_state"). `event_type`
+    is the kind the item was read as for those three, else the event's own type."""
 
     kind: ClassVar[str] = "deliver"
     client: str
@@ -254,24 +258,30 @@ KINDS: dict[str, type[Record]] = {t.kind: t for t in RECORD_TYPES}
 R = TypeVar("R", bound=Record)
 
 
-def read_event(event: Any) -> list[tuple[str, dict[str, Any]]]:
-    """The records a client's read of `event` adds, as (kind, fields): a ``deliver`` (fields
-    ``seq``, ``event_type``) unless the event drops the client, then a ``stream_end`` (field
-    ``reason``: "overflow" or "terminal") if the event ends the stream."""
-    kind = event.get("type") if isinstance(event, dict) else None
-    if kind == "overflow":
-        return [("stream_end", {"reason": "overflow"})]
-    data = event.get("data") if isinstance(event, dict) else None
-    seq = data.get("n") if isinstance(data, dict) and isinstance(data.get("n"), int) else None
-    read = [("deliver", {"seq": seq, "event_type": str(kind)})]
-    return [*read, ("stream_end", {"reason": "terminal"})] if kind in TERMINAL_EVENT_TYPES else read
+def read_event(
+    event: Any, conventions: Conventions = DEFAULT_CONVENTIONS
+) -> list[tuple[str, dict[str, Any]]]:
+    """The records a client's read of `event` adds, as (kind, fields), the event read with
+    `conventions`: a ``deliver`` (fields ``seq``, ``event_type``) unless the item is an overflow
+    notice or a bare end of the stream, then a ``stream_end`` (field ``reason``: "overflow",
+    "closed", or "terminal" after a terminal event or final state) if the item ends the stream."""
+    kind = conventions.classify(event)
+    if kind not in ITEM_KINDS:
+        raise HistoryError(f"classify({event!r}) gave {kind!r}, not one of {sorted(ITEM_KINDS)}")
+    if kind in ("overflow", "closed"):
+        return [("stream_end", {"reason": kind})]
+    event_type, data = conventions.event_parts(event)
+    seq = probe_seq(data)
+    read = [("deliver", {"seq": seq, "event_type": str(event_type) if kind == "event" else kind})]
+    return read if kind == "event" else [*read, ("stream_end", {"reason": "terminal"})]
 
 
-def record_read(add: Callable[..., Any], process: str, client: str, task: str, event: Any) -> bool:
+def record_read(add: Callable[..., Any], process: str, client: str, task: str, event: Any,
+                conventions: Conventions = DEFAULT_CONVENTIONS) -> bool:
     """Record a client's read of `event` with ``add(record type, process, **fields)`` (a recorder's
-    `add`); True if the read ended the client's stream."""
+    `add`), reading it with `conventions` (the adapter's); True if the read ended the client's stream."""
     ended = False
-    for kind, values in read_event(event):
+    for kind, values in read_event(event, conventions):
         ended = kind == "stream_end"
         add(KINDS[kind], process, client=client, **({} if ended else {"task": task}), **values)
     return ended

@@ -35,7 +35,7 @@ from harness.history import (
 from harness.probe import stacks
 from harness.probe.gates import FAIL_WAYS, FINISH_WAYS, RAISE, RETURN, SEND, Gates, ProbeHooks, activate_gates
 from harness.recorder import Recorder
-from harness.records import record_read
+from harness.records import Conventions, record_read
 
 _process: contextvars.ContextVar[str] = contextvars.ContextVar("streamspec_process", default=HARNESS)
 
@@ -130,6 +130,8 @@ class Run:
         from harness.probe.models import ProbeTask
 
         self.adapter = adapter
+        self.conventions = Conventions.of(adapter)
+        """How the implementation's client items read (its adapter's hooks, else the reference's)."""
         self.model = model or ProbeTask
         self.recorder = recorder
         self.gates = Gates(ProbeHooks(self._entered, self._exited, self._sending, self._sent))
@@ -380,7 +382,7 @@ class Run:
         persisted = {}
         for ref in self._tasks.values():
             row = await self.adapter.persisted(self.model, ref.pk)
-            persisted[ref.token] = _persisted(row)
+            persisted[ref.token] = _persisted(row, self.conventions)
         buffers = {c.token: c.queue.qsize() for c in self._clients.values() if not c.ended}
         limit = getattr(self.adapter, "buffer_limit", None)
         limit = limit() if callable(limit) else None
@@ -451,7 +453,7 @@ class Run:
         """The client read `event`: a delivery, and the end of its stream if it was the last."""
         if not client.ended:
             client.ended = record_read(self.recorder.add, client.process, client.token, client.task.token,
-                                       event)
+                                       event, self.conventions)
 
     def _task_factory(self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task:
         """Create tasks as asyncio does, remembering where each was created (who started a run)."""
@@ -487,13 +489,13 @@ class Run:
         self.recorder.add(Sent, _process.get(), task=self._obj(task).task.token, seq=seq)
 
 
-def _persisted(row: dict[str, Any]) -> PersistedTask:
+def _persisted(row: dict[str, Any], conventions: Conventions) -> PersistedTask:
     status = row.get("status") or "pending"
     if status not in ("pending", "running", "completed", "failed"):
         status = "pending"
     error = row.get("error")
-    last = row.get("last_event") or {}
-    data = last.get("data") if isinstance(last, dict) else None
-    seq = data.get("n") if isinstance(data, dict) and isinstance(data.get("n"), int) else None
+    # The stored event reads as the clients' items do (the adapter's event_parts).
+    last = row.get("last_event")
+    seq = None if last is None else conventions.seq_of(last)
     error_text = None if error is None else json.dumps(error, sort_keys=True)
     return PersistedTask(status=status, error=error_text, last_event_seq=seq)

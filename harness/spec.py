@@ -1,11 +1,16 @@
 """The streamspec specification as data: one `Clause` per requirement, in the order SPEC.md lists them.
 
 SPEC.md is the document people read; this module is what the checkers, reports and tests read. The
-clause table and the per-clause sections of SPEC.md are rendered from here (`python -m harness.spec`
-rewrites them between the GENERATED markers), and a test fails if the two drift apart.
+clause table, the per-clause sections and what a client reads (`READ_KINDS`) of SPEC.md are rendered
+from here (`python -m harness.spec` rewrites them between the GENERATED markers), and a test fails
+if the two drift apart.
 
 A requirement with a MUST part and a SHOULD part is split into two clauses (``S7`` and ``S7.2``) so
 that a SHOULD failure is always reported as a SHOULD failure and never folded into a MUST pass.
+
+Long: the bulk is the specification's own text, clause after clause, kept beside the code that
+renders it into SPEC.md; split, one document would be scattered over modules that only make sense
+together.
 """
 
 from __future__ import annotations
@@ -144,8 +149,8 @@ CLAUSES: tuple[Clause, ...] = (
             "A missing owed event is a violation when the run ended `done`, when the "
             "run hung with the client listed as waiting, when the client's stream already ended, or "
             "when the client already received a later event; otherwise the result is UNKNOWN. The "
-            "terminal event may arrive as the probe's terminal event or as a synthesized "
-            "`complete`/`error`/`final_state` event."
+            "terminal event may arrive as the probe's terminal event or as a synthesized item read as "
+            "`complete`, `error` or `final_state` (see \"What a client reads\")."
         ),
         needs_end=True,
         checker="s2_orphans",
@@ -183,7 +188,8 @@ CLAUSES: tuple[Clause, ...] = (
             "sent by a process that crashed before the join need not be replayed here (that is S7.2, "
             "a SHOULD), but replaying them is allowed. Synthesized events (no sequence number) stand "
             "in for the latest event only when that event was the terminal one; other synthesized "
-            "events, such as an overflow notice, are ignored. Events missing after the last one a "
+            "events, such as a keepalive read as an event, are ignored (an overflow notice is no "
+            "delivery at all). Events missing after the last one a "
             "client received are reported by S2."
         ),
         needs_end=True,
@@ -244,7 +250,8 @@ CLAUSES: tuple[Clause, ...] = (
         judging=(
             "The task finishes at its terminal event (the probe's `complete`/`error` send) or, if the "
             "implementation sent none, at the run's exit. The terminal event counts as received if the "
-            "probe's terminal event or a synthesized `complete`/`error`/`final_state` event arrives. "
+            "probe's terminal event or a synthesized item read as `complete`, `error` or `final_state` "
+            "arrives. "
             "Persisted status is read from the last snapshot that reports the task. That the "
             "coordinator forgets finished tasks is judged by S8 from the resource counts."
         ),
@@ -454,6 +461,77 @@ CLAUSES: tuple[Clause, ...] = (
 BY_ID: dict[str, Clause] = {c.id: c for c in CLAUSES}
 
 
+@dataclass(frozen=True, slots=True)
+class ReadKind:
+    """One kind of item a client reads from its stream, and what an item of that kind must convey."""
+
+    name: str
+    conveys: str
+    ends_stream: bool
+
+
+READ_KINDS: tuple[ReadKind, ...] = (
+    ReadKind(
+        "event",
+        "One event the task sent, with the data the task gave it (where the harness finds the probe's "
+        "sequence number). The latest event replayed to a joiner reads as the original did.",
+        ends_stream=False,
+    ),
+    ReadKind(
+        "complete",
+        "The terminal event of a task that completed: it must tell a completion from a failure and "
+        "carry the final value.",
+        ends_stream=True,
+    ),
+    ReadKind(
+        "error",
+        "The terminal event of a task that failed: it must tell a failure from a completion and carry "
+        "the error.",
+        ends_stream=True,
+    ),
+    ReadKind(
+        "final_state",
+        "What a client joining a finished task may get instead of its terminal event: the task's final "
+        "state. Read as this kind it does not say how the task ended, so it does not tell a failed "
+        "task's joiners the error (S6): an implementation whose final state says it reads it as "
+        "`complete` or `error`.",
+        ends_stream=True,
+    ),
+    ReadKind(
+        "overflow",
+        "The client was dropped for falling behind: what it had not read was discarded and nothing "
+        "more comes on this stream; it can reconnect and resume from the latest event (S3). It must "
+        "not be mistaken for one of the task's events or for its terminal event.",
+        ends_stream=True,
+    ),
+    ReadKind(
+        "closed",
+        "The stream ended without saying why. It excuses nothing: what the client was owed and did "
+        "not get is still missing (S2, S5).",
+        ends_stream=True,
+    ),
+)
+"""What a client reads, kind by kind, in the order SPEC.md lists them (`harness.conventions` reads
+an implementation's items into these kinds)."""
+
+READING_INTRO = (
+    "A client reads its stream one item at a time: in-process, what the implementation puts in its "
+    "queue. The spec fixes what the items convey, not their shape: an adapter says how its "
+    "implementation's items read (the optional hooks `classify` and `event_parts` of "
+    "`harness.adapters.Adapter`). The reference's shape is the default: a dict with a `type` and the "
+    "task's `data`, where the types `complete` and `error` are terminal events, `final_state` a final "
+    "state, `overflow` the overflow notice and any other type one of the task's events. Every item is "
+    "of one of these kinds:"
+)
+READING_OUTRO = (
+    "An item read as `overflow` or `closed` ends the stream without being a delivery; the history "
+    "records the others as deliveries, a terminal event as `complete` or `error` whatever the "
+    "implementation calls it. How the items are read decides the verdicts: an overflow notice read as "
+    "one of the task's events leaves the dropped client owed what followed (S2, S5), and one read as "
+    "an `error` could stand in for a failure the client was never told of (S6)."
+)
+
+
 def clause(clause_id: str) -> Clause:
     """The clause with this ID; KeyError names the known IDs."""
     try:
@@ -511,10 +589,24 @@ def render_section(c: Clause) -> str:
     return "\n\n".join(parts)
 
 
+def render_readings() -> str:
+    """The section of SPEC.md on what a client reads."""
+    rows = ["| Kind | What it must convey | Ends the stream |", "|---|---|---|"]
+    rows += [f"| `{k.name}` | {k.conveys} | {'yes' if k.ends_stream else 'no'} |" for k in READ_KINDS]
+    fill = textwrap.fill
+    return "\n\n".join([
+        "## What a client reads",
+        fill(READING_INTRO, width=100, break_on_hyphens=False),
+        "\n".join(rows),
+        fill(READING_OUTRO, width=100, break_on_hyphens=False),
+    ])
+
+
 def render_generated() -> str:
     """Everything SPEC.md holds between its GENERATED markers."""
     sections = "\n\n".join(render_section(c) for c in CLAUSES)
-    return f"{BEGIN_MARK}\n\n## Clauses\n\n{render_table()}\n\n{sections}\n\n{END_MARK}"
+    return (f"{BEGIN_MARK}\n\n{render_readings()}\n\n## Clauses\n\n{render_table()}\n\n{sections}"
+            f"\n\n{END_MARK}")
 
 
 def generated_block(text: str) -> str:

@@ -18,7 +18,10 @@ seeds) and writes the interleaving it finds into the script as its tape; a secon
 script exits 1 on its own. The scripts target the django-streaming-coordinator API (``models.
 StreamTask``, ``coordinator.TaskCoordinator`` with ``start_task``/``get_task_instance``,
 ``add_client``/``remove_client``); an adapter names its package with ``repro_package`` when that is
-not the package of its ``task_base``.
+not the package of its ``task_base``. Clients' items are read as the harness read them: with the
+reference's conventions (`harness/conventions.py`, inlined), or, for an adapter with its own
+``classify`` / ``event_parts`` hooks, with those: the script imports the adapter's module for them
+(``ADAPTER``), which must then be importable where the script runs.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from streamspec.reports.text import Implementation, program_steps
 
 TEMPLATE = Path(__file__).resolve().parent / "reports" / "repro_template.py"
 WORLD = "streamspec/reports/repro_world.py"
-ENGINE = ("harness/records.py", "harness/history.py", "harness/checkers/base.py")
+ENGINE = ("harness/conventions.py", "harness/records.py", "harness/history.py", "harness/checkers/base.py")
 """Modules every script inlines whole; what a checker imports from another checker is inlined in part."""
 BEGIN = "# >>> generated"
 END = "# <<< generated"
@@ -163,7 +166,7 @@ def engine_pieces(clause_id: str) -> list[Piece]:
             if path not in ENGINE:
                 borrowed.append(Piece.of(path, [alias.name for alias in node.names]))
     return [
-        Piece.of("harness/errors.py", ["StreamspecError"]),
+        Piece.of("harness/errors.py", ["StreamspecError", "AdapterError"]),
         Piece.of("harness/bounds.py",
                  ["SCRIPT_MAX_STEPS", "RUN_MAX_VIRTUAL_TIME", "SETTLE_SECONDS", "SETTLE_ROUNDS"]),
         Piece.of("harness/probe/gates.py",
@@ -171,7 +174,7 @@ def engine_pieces(clause_id: str) -> list[Piece]:
                   "ProbeHooks", "_Gate", "Gates"]),
         Piece.of("harness/spec.py", ["Level", "Severity", "MAX_CLIENT_BUFFER", "Clause"]),
         Piece("harness/spec.py: the clause", _clause_table(c)),
-        Piece.of("harness/spec.py", ["BY_ID", "clause"]),
+        Piece.of("harness/spec.py", ["BY_ID", "clause", "ReadKind", "READ_KINDS"]),
         *(Piece.of(path) for path in ENGINE),
         *borrowed,
         checker,
@@ -196,6 +199,9 @@ class ScriptInfo:
     """Django settings the adapter gave the implementation (the script configures the same)."""
     buffer_limit: int | None = None
     """The client buffer bound the implementation documented under those settings (S8.2)."""
+    adapter: str | None = None
+    """``module:Class`` of an adapter with its own `classify` / `event_parts` hooks, which the script
+    imports to read the clients' items; None: the reference's conventions, inlined."""
 
 
 def render(info: ScriptInfo) -> str:
@@ -203,6 +209,10 @@ def render(info: ScriptInfo) -> str:
     c = spec.clause(info.clause)
     steps = "\n".join(program_steps(info.program))
     name = script_name(info.clause)
+    reading = "" if info.adapter is None else (
+        "\nIt reads the clients' events with the classify / event_parts hooks of the adapter\n"
+        f"{info.adapter}, which it imports: its module must be importable where the script runs.\n"
+    )
     doc = f"""Reproduction of streamspec clause {c.id} {c.title} ({c.level}, {c.severity}) for {
         info.implementation
     }.
@@ -215,7 +225,7 @@ the implementation, not streamspec:
     python {name}                           # the implementation as installed: package `{info.package}`
     python {name} PACKAGE                   # another package with the same API, e.g. reference_impl.streaming
     STREAMSPEC_REPRO_PACKAGE=PACKAGE python {name}
-
+{reading}
 It configures Django on a throw-away SQLite database, defines its own task model (a subclass of the
 implementation's StreamTask whose process() only sends, completes or fails when a step says so) and
 runs the steps below on a small controlled event loop: the violation needs an ordering of coroutines
@@ -244,6 +254,7 @@ Steps:
             f"EXTRA_APPS: list[str] = {_py(list(info.extra_apps))}",
             f"EXTRA_SETTINGS: dict[str, Any] = {dict(info.settings)!r}",
             f"BUFFER_LIMIT: int | None = {info.buffer_limit!r}",
+            f"ADAPTER: str | None = {info.adapter!r}",
             f"TAPE: list[int] = {_py(list(info.tape))}",
             f"SEEDS = range({RUN_SEEDS})",
             f"STEPS = {_py(steps)}",
@@ -275,11 +286,33 @@ class Repro:
     note: str = ""
 
 
+def adapter_ref(adapter: Any) -> str | None:
+    """``module:Class`` of `adapter` if it reads client items its own way (a `classify` or
+    `event_parts` hook), for the script to import; None if the reference's conventions do."""
+    if not any(getattr(adapter, hook, None) is not None for hook in ("classify", "event_parts")):
+        return None
+    cls = type(adapter)
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _module_base(ref: str | None) -> list[str]:
+    """The folder to put on PYTHONPATH so that `ref`'s module imports, if it came from a file."""
+    module = sys.modules.get((ref or "").partition(":")[0])
+    path = getattr(module, "__file__", None)
+    if module is None or not path:
+        return []
+    base = Path(path).resolve().parent
+    for _ in range(module.__name__.count(".") + (Path(path).stem == "__init__")):
+        base = base.parent
+    return [str(base)]
+
+
 def _env(adapter: Any) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("STREAMSPEC_REPRO_PACKAGE", None)
     env.pop("DJANGO_SETTINGS_MODULE", None)
-    bases = sorted({base for _, base in Implementation.of(adapter).roots})
+    bases = sorted({base for _, base in Implementation.of(adapter).roots}
+                   | set(_module_base(adapter_ref(adapter))))
     env["PYTHONPATH"] = os.pathsep.join([*bases, *filter(None, [env.get("PYTHONPATH")])])
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
@@ -334,6 +367,7 @@ def build(failure: Any, adapter: Any, folder: Path, *, search: int = SEARCH_SEED
         extra_apps=list(getattr(adapter, "repro_extra_apps", ())),
         settings=dict(getattr(adapter, "django_settings", {})),
         buffer_limit=_buffer_limit(failure),
+        adapter=adapter_ref(adapter),
     )
     path = folder / script_name(failure.clause)
     path.write_text(render(info), encoding="utf-8")

@@ -69,7 +69,8 @@ class Adapter(Protocol):
 
     async def persisted(self, model: type, pk: Any) -> dict[str, Any]:
         """The row as stored: ``status`` (pending/running/completed/failed), ``error``,
-        ``final_value`` and ``last_event`` (the stored event dict, or None)."""
+        ``final_value`` and ``last_event`` (the stored event, read like a client's item with
+        ``event_parts``, or None)."""
 
 
 # Optional, looked up with getattr:
@@ -82,6 +83,19 @@ class Adapter(Protocol):
 #   def native_client(self) -> Any  a new client of the implementation's own in-process kind, which
 #       `add_client`/`remove_client` accept beside an asyncio.Queue and which reads like one (`get`,
 #       `get_nowait`, `qsize`); the benchmarks measure it as the contender "<name>-native"
+#   def classify(self, event: Any) -> str  what an item a client read from its queue is: "event"
+#       (one of the task's events), "complete" / "error" (the terminal event of a task that completed
+#       / failed), "final_state" (a finished task's state for a late joiner), "overflow" (the client
+#       was dropped for falling behind; ends its stream) or "closed" (the stream ended, no reason
+#       given). See SPEC.md, "What a client reads". Default: `harness.conventions.classify`, the
+#       reference's dicts (types complete, error, final_state, overflow; any other type an event).
+#       An implementation that drops a slow client another way (an `error` event with a reason, a
+#       None put in its queue) says so here, or a correct implementation fails S2 and S5.
+#   def event_parts(self, event: Any) -> tuple[str, Any]  the event's type and the data its task
+#       passed to send_event (the probe finds its sequence number there, data["n"]), for the items
+#       classify calls deliveries and for `persisted`'s last_event. Default: the dict's "type", "data".
+#   Both return plain values (no streamspec import needed); the standalone reproduction scripts
+#   import the adapter's module to call them (`streamspec.repro`).
 
 REQUIRED = ("name", "installed_apps", "task_base", "versions", "new_process", "persisted")
 

@@ -29,9 +29,10 @@ class TaskChannel:
 
     Buffer policy (S8.2): a client whose queue is full (a bounded queue), or that has more than
     `limit` events waiting (an unbounded queue), is dropped: it is detached, its queue is emptied
-    and receives one ``overflow`` event, after which nothing more. A reader that gets ``overflow``
-    reconnects (over SSE, with Last-Event-ID) and resumes from the latest event. The task and the
-    other clients never wait for a slow reader.
+    and receives one ``overflow`` event (or the notice STREAMING_OVERFLOW_NOTICE chooses, see
+    `overflow_event`), after which nothing more. A reader that gets ``overflow`` reconnects (over
+    SSE, with Last-Event-ID) and resumes from the latest event. The task and the other clients never
+    wait for a slow reader.
 
     Clients are queues, each put every event, or `Subscription`s, which read a ring of the recent
     events that exists while any of them is attached; both get the same events (subscription.py).
@@ -214,7 +215,7 @@ class TaskChannel:
             pos = subscription._start
             if published - pos > limit:
                 del self.clients[subscription], self.subscriptions[subscription]
-                subscription._leave(self, overflow_event(limit))
+                subscription._leave(self, overflow_event(limit), dropped=True)
                 logger.warning("Task %s dropped a client that fell %d events behind", self.key, limit)
             elif pos < lowest:
                 lowest = pos

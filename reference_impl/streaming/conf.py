@@ -32,6 +32,8 @@ class StreamingSettings:
     batch_seconds: float
     """How long a busy SSE stream holds an event back so the events sent meanwhile share its write
     (see `streams.EventStream`); 0: every event is written as soon as it arrives."""
+    overflow_notice: str
+    """How a dropped client is told (see `events.overflow_event`): "overflow", "error" or "close"."""
 
 
 _DEFAULTS = {
@@ -44,7 +46,9 @@ _DEFAULTS = {
     "STREAMING_LEASE_SECONDS": 30.0,
     "STREAMING_POLL_SECONDS": 0.5,
     "STREAMING_BATCH_SECONDS": 0.01,
+    "STREAMING_OVERFLOW_NOTICE": "overflow",
 }
+OVERFLOW_NOTICES = ("overflow", "error", "close")
 
 
 def _positive(name: str, kind: type) -> int | float:
@@ -70,6 +74,13 @@ def _flag(name: str) -> bool:
     return value
 
 
+def _choice(name: str, choices: tuple[str, ...]) -> str:
+    value = getattr(settings, name, _DEFAULTS[name])
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
 @lru_cache(maxsize=1)
 def streaming_settings() -> StreamingSettings:
     return StreamingSettings(
@@ -82,6 +93,7 @@ def streaming_settings() -> StreamingSettings:
         lease_seconds=_positive("STREAMING_LEASE_SECONDS", float),
         poll_seconds=_positive("STREAMING_POLL_SECONDS", float),
         batch_seconds=_non_negative("STREAMING_BATCH_SECONDS"),
+        overflow_notice=_choice("STREAMING_OVERFLOW_NOTICE", OVERFLOW_NOTICES),
     )
 
 

@@ -22,7 +22,8 @@ Design, by clause (see SPEC.md):
   instead of running it again).
 - S8: nothing is kept once a task finished and its clients left: no locks exist at all.
 - S8.2: a client with more than `STREAMING_CLIENT_BUFFER` events waiting is dropped with one
-  ``overflow`` event (the buffer policy of channel.py).
+  ``overflow`` event, or the notice `STREAMING_OVERFLOW_NOTICE` chooses (the buffer policy of
+  channel.py, the notice of events.py).
 """
 
 from __future__ import annotations

@@ -268,7 +268,8 @@ class EventStream:
             except TimeoutError:
                 yield b": keepalive\n\n"
                 continue
-            if batch and event["type"] not in TERMINAL_TYPES and event["type"] != OVERFLOW:
+            if (batch and event is not None
+                    and event["type"] not in TERMINAL_TYPES and event["type"] != OVERFLOW):
                 now = loop.time()
                 if now - written < QUIET_SECONDS:
                     # A busy stream holds the event back a little so that the events sent meanwhile
@@ -278,6 +279,10 @@ class EventStream:
                     await (more(now + batch) if more is not None else asyncio.sleep(batch))
             frames: list[bytes] = []
             while True:
+                if event is None:  # dropped under STREAMING_OVERFLOW_NOTICE = "close": end the stream
+                    if frames:
+                        yield b"".join(frames)
+                    return
                 kind = event["type"]
                 if kind == OVERFLOW:
                     frames.append(f"event: {OVERFLOW}\ndata: {json.dumps(event['data'])}\n\n".encode())

@@ -73,10 +73,11 @@ class Subscription:
         here (what it was handed alone counts too, as in a queue)."""
         return self._pos - (len(self._private) if self._private else 0)
 
-    def _leave(self, channel: Ring, overflow: dict[str, Any] | None = None) -> None:
+    def _leave(self, channel: Ring, overflow: dict[str, Any] | None = None, dropped: bool = False) -> None:
         """Detached: what was published while it was attached stays readable (the ring will be
-        overwritten), as a queue keeps what was put into it; dropped: only the `overflow` notice."""
-        if overflow is not None:
+        overwritten), as a queue keeps what was put into it; dropped: only the `overflow` notice
+        (None under STREAMING_OVERFLOW_NOTICE = "close", as a queue gets it)."""
+        if dropped:
             self._private = deque([overflow])
         elif self._pos < channel.published:
             ring, mask = channel.ring, channel.mask
@@ -163,6 +164,9 @@ class Subscription:
                     self._waiter = None
                 continue
             if iterating:
+                if event is None:  # dropped, under STREAMING_OVERFLOW_NOTICE = "close": it just ends
+                    self._done = True
+                    raise StopAsyncIteration
                 kind = event.get("type")
                 if kind in TERMINAL_TYPES or kind == OVERFLOW:
                     self._done = True

@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from harness.bounds import RUN_MAX_VIRTUAL_TIME, SCRIPT_MAX_STEPS
+from harness.conventions import Conventions
 from harness.records import PERSISTED_STATUSES, PersistedTask
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ DEFAULT_PACKAGE = "streaming"
 EXTRA_APPS: list[str] = []
 EXTRA_SETTINGS: dict[str, Any] = {}
 BUFFER_LIMIT: int | None = None
+ADAPTER: str | None = None
 TAPE: list[int] = []
 SEEDS = range(200)
 STEPS = """1. Create task row T1 in p0.
@@ -83,6 +85,7 @@ class State:
     app_label = ""
     model: Any = None
     coordinator_module: Any = None
+    conventions: Any = None
     world: World | None = None
     worker: Worker | None = None
 
@@ -152,6 +155,19 @@ def setup_django(package: str) -> str:
     return folder
 
 
+def load_conventions() -> Conventions:
+    """How the implementation's client items read: the reference's conventions (inlined below), or
+    the `classify` / `event_parts` hooks of the adapter named by ADAPTER ("module:Class"), imported:
+    an implementation that drops a slow client its own way is judged by its own reading here too."""
+    if ADAPTER is None:
+        return Conventions()
+    module_name, _, name = ADAPTER.partition(":")
+    target: Any = importlib.import_module(module_name)
+    for part in name.split("."):
+        target = getattr(target, part)
+    return Conventions.of(target() if callable(target) else target)
+
+
 def empty_tables() -> None:
     """Every attempt starts from empty tables."""
     from django.apps import apps
@@ -208,8 +224,7 @@ async def stored_row(pk: Any) -> PersistedTask:
         status = "pending"
     error = row.get("error")
     last = row.get("last_event")
-    data = last.get("data") if isinstance(last, dict) else None
-    seq = data.get("n") if isinstance(data, dict) and isinstance(data.get("n"), int) else None
+    seq = None if last is None else STATE.conventions.seq_of(last)
     return PersistedTask(
         status=status, error=None if error is None else json.dumps(error, sort_keys=True), last_event_seq=seq
     )

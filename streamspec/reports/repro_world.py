@@ -39,6 +39,7 @@ from harness.history import (
 from harness.probe.gates import Gates, ProbeHooks  # the probe's own gates, inlined
 from harness.records import record_read
 from streamspec.reports.repro_template import (
+    ADAPTER,
     BUFFER_LIMIT,
     CLAUSE,
     DEFAULT_PACKAGE,
@@ -59,6 +60,7 @@ from streamspec.reports.repro_template import (
     Loop,
     Worker,
     empty_tables,
+    load_conventions,
     new_coordinator,
     resources,
     setup_django,
@@ -346,7 +348,8 @@ class World:
     def read(self, client: Client, event: Any) -> None:
         """The client read `event`: a delivery, and the end of its stream if it was the last."""
         if not client.ended:
-            client.ended = record_read(self.add, client.process.name, client.token, client.task.token, event)
+            client.ended = record_read(self.add, client.process.name, client.token, client.task.token, event,
+                                       STATE.conventions)
 
     # -- the end of the run --
 
@@ -466,6 +469,13 @@ def main(argv: list[str]) -> int:
         folder = setup_django(package)
     except Exception as exc:
         print(f"cannot set up Django with {package!r}: {type(exc).__name__}: {exc}")
+        return 2
+    try:
+        STATE.conventions = load_conventions()
+    except Exception as exc:
+        print(f"cannot load the adapter {ADAPTER!r}, whose hooks say how {package!r}'s clients read "
+              f"their events: {type(exc).__name__}: {exc} (put its module on PYTHONPATH)")
+        shutil.rmtree(folder, ignore_errors=True)
         return 2
     STATE.worker = Worker()
     print(
