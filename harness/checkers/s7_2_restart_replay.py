@@ -26,8 +26,8 @@ def check(history: History) -> ClauseResult:
             cut_short = history.sends_between(task, latest.index, crash.index)
             latest_seqs = {latest.seq} | {s.seq for s in cut_short if died_in_flight(history, s)}
             lost = (
-                f"event {latest.seq} was the last {task} sent before {crash.process} crashed "
-                f"at #{crash.index}"
+                f"event {latest.seq} was the last {task} sent before {crash.process} "
+                f"{'shut down' if crash.fault == 'shutdown' else 'crashed'} at #{crash.index}"
             )
             # Until the task sends again or finishes (a finished task's row holds its terminal
             # event: S5/S6), its latest event is the one sent before the crash.

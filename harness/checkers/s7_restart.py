@@ -22,6 +22,10 @@ def unfinished_at(history: History, crash: Fault) -> list[str]:
     ]
 
 
+def _died(fault: Fault) -> str:
+    return "shut down" if fault.fault == "shutdown" else "crashed"
+
+
 def check(history: History) -> ClauseResult:
     judge = Judge(CLAUSE_ID, history)
     crashes = history.crashes()
@@ -39,7 +43,7 @@ def check(history: History) -> ClauseResult:
             if len(resumed) > 1:
                 runs = ", ".join(f"{r.obj} ({r.process}, #{r.start})" for r in resumed)
                 judge.fail(
-                    f"{task} entered process() {len(resumed)} times after {crash.process} crashed at "
+                    f"{task} entered process() {len(resumed)} times after {crash.process} {_died(crash)} at "
                     f"#{crash.index}: {runs}",
                     crash.index, *(r.start for r in resumed),
                 )
@@ -53,8 +57,8 @@ def check(history: History) -> ClauseResult:
                     continue  # its stream is over, or S5 judges how it ends, or the task still runs
                 judge.missing(
                     a,
-                    f"client {a.client} joined {task} at #{a.joined_from} after {crash.process} crashed at "
-                    f"#{crash.index}; {task} is neither finished nor running and the client's stream "
+                    f"client {a.client} joined {task} at #{a.joined_from} after {crash.process} "
+                    f"{_died(crash)} at #{crash.index}; {task} is neither finished nor running and the client's stream "
                     "never ended",
                     crash.index, a.joined_from,
                 )
