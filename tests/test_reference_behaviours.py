@@ -65,7 +65,8 @@ def test_a_base_exception_is_a_failure():
 
 
 def test_a_burst_past_the_spec_bound_ends_a_stalled_client_with_a_notice():
-    program = [CREATE, ATTACH, START, {"op": "stall", "client": 0}, {"op": "release", "task": 0, "count": 1040}]
+    burst = {"op": "release", "task": 0, "count": 1040}
+    program = [CREATE, ATTACH, START, {"op": "stall", "client": 0}, burst]
     outcome = run_program(ReferenceAdapter(), program)
     assert [r.clause for r in outcome.results if str(r.verdict) == "fail"] == []
     assert outcome.history.stream_end("c1").reason == "overflow"

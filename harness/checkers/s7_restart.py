@@ -58,8 +58,8 @@ def check(history: History) -> ClauseResult:
                 judge.missing(
                     a,
                     f"client {a.client} joined {task} at #{a.joined_from} after {crash.process} "
-                    f"{_died(crash)} at #{crash.index}; {task} is neither finished nor running and the client's stream "
-                    "never ended",
+                    f"{_died(crash)} at #{crash.index}; {task} is neither finished nor running and the "
+                    "client's stream never ended",
                     crash.index, a.joined_from,
                 )
     return judge.result()
