@@ -100,7 +100,8 @@ def steps_code(program: list[dict[str, Any]]) -> str:
         if op in ("lookup", "reload"):
             counters["obj"] += 1
             task_of_obj[counters["obj"] - 1] = int(step["task"])
-            return f"obj{counters['obj']}", f"w.{op}({proc(step)}, T{step['task'] + 1})", []
+            spelled = f", {int(step['spelling'])}" if op == "lookup" and step.get("spelling") else ""
+            return f"obj{counters['obj']}", f"w.{op}({proc(step)}, T{step['task'] + 1}{spelled})", []
         if op == "attach":
             counters["client"] += 1
             return f"c{counters['client']}", f"w.attach({proc(step)}, obj{step['obj'] + 1})", []
@@ -110,10 +111,14 @@ def steps_code(program: list[dict[str, Any]]) -> str:
             return "_", f"w.stall(c{step['client'] + 1})", []
         if op == "release" and step.get("count", 1) > 1:
             return "_", f"w.release(T{step['task'] + 1}, {int(step['count'])})", []
+        if op in ("finish_ok", "finish_fail") and step.get("how"):
+            return "_", f"w.{op}(T{step['task'] + 1}, {_py(step['how'])})", []
         if op in ("release", "finish_ok", "finish_fail"):
             return "_", f"w.{op}(T{step['task'] + 1})", []
-        if op == "crash":
-            return "_", f"w.crash({proc(step)})", []
+        if op in ("crash", "shutdown"):
+            return "_", f"w.{op}({proc(step)})", []
+        if op == "wait":
+            return "_", f"w.wait({float(step['seconds'])!r})", []
         if op in ("restart", "spawn"):
             old = proc(step)
             procs.append(f"p{len(procs)}")
@@ -168,7 +173,9 @@ def engine_pieces(clause_id: str) -> list[Piece]:
     return [
         Piece.of("harness/errors.py", ["StreamspecError", "AdapterError"]),
         Piece.of("harness/bounds.py",
-                 ["SCRIPT_MAX_STEPS", "RUN_MAX_VIRTUAL_TIME", "SETTLE_SECONDS", "SETTLE_ROUNDS"]),
+                 ["SCRIPT_MAX_STEPS", "RUN_MAX_VIRTUAL_TIME", "SETTLE_SECONDS", "SETTLE_ROUNDS",
+                  "SHUTDOWN_GRACE"]),
+        Piece.of("harness/adapters/__init__.py", ["default_spellings"]),
         Piece.of("harness/probe/gates.py",
                  ["SEND", "RETURN", "RAISE", "FINISH_WAYS", "FAIL_WAYS", "ProbeFailure", "ProbeAbort",
                   "ProbeHooks", "_Gate", "Gates"]),
@@ -202,6 +209,9 @@ class ScriptInfo:
     adapter: str | None = None
     """``module:Class`` of an adapter with its own `classify` / `event_parts` hooks, which the script
     imports to read the clients' items; None: the reference's conventions, inlined."""
+    pk_as_int: bool = False
+    """Whether the implementation's own request path turns the URL's pk into an int before its
+    lookup (the adapter's ``lookup_pk_as_int``): the script's lookups do the same."""
 
 
 def render(info: ScriptInfo) -> str:
@@ -255,6 +265,7 @@ Steps:
             f"EXTRA_SETTINGS: dict[str, Any] = {dict(info.settings)!r}",
             f"BUFFER_LIMIT: int | None = {info.buffer_limit!r}",
             f"ADAPTER: str | None = {info.adapter!r}",
+            f"LOOKUP_PK_AS_INT = {info.pk_as_int!r}",
             f"TAPE: list[int] = {_py(list(info.tape))}",
             f"SEEDS = range({RUN_SEEDS})",
             f"STEPS = {_py(steps)}",
@@ -368,6 +379,7 @@ def build(failure: Any, adapter: Any, folder: Path, *, search: int = SEARCH_SEED
         settings=dict(getattr(adapter, "django_settings", {})),
         buffer_limit=_buffer_limit(failure),
         adapter=adapter_ref(adapter),
+        pk_as_int=bool(getattr(adapter, "lookup_pk_as_int", False)),
     )
     path = folder / script_name(failure.clause)
     path.write_text(render(info), encoding="utf-8")

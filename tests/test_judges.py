@@ -242,9 +242,24 @@ LIVE: list[tuple[str, str, list[dict[str, Any]]]] = [
      [CREATE, ATTACH, START, {"op": "finish_fail", "task": 0}, {"op": "lookup", "task": 0, "process": 0}]),
     ("S7", "never_taken_over", AFTER_A_CRASH),
     ("S7.2", "no_event_log", AFTER_A_CRASH),
+    ("S7.3", "shutdown_fails_the_task",
+     [{"op": "spawn"}, CREATE, START, RELEASE, {"op": "lookup", "task": 0, "process": 1},
+      {"op": "attach", "obj": 1, "process": 1}, {"op": "shutdown", "process": 0}]),
     ("S8", "loads_never_removed", [CREATE, START, FINISH, {"op": "lookup", "task": 0, "process": 0}]),
     ("S8.2", "unbounded_buffers",
      [CREATE, ATTACH, START, {"op": "stall", "client": 0}, {"op": "release", "task": 0, "count": 12}]),
+]
+
+
+BEHAVIOURS: list[tuple[str, str, list[dict[str, Any]]]] = [
+    # The probe's other ways to end, a spelled lookup and a wait, in scripts as in the harness.
+    ("S5", "no_terminal_without_complete",
+     [CREATE, ATTACH, START, {"op": "finish_ok", "task": 0, "how": "value"}]),
+    ("S6", "own_cancellation_escapes",
+     [CREATE, ATTACH, START, RELEASE, {"op": "finish_fail", "task": 0, "how": "cancelled"}]),
+    ("S1", "lookup_keyed_on_raw_strings",
+     [CREATE, START, RELEASE, {"op": "wait", "seconds": 1.0},
+      {"op": "lookup", "task": 0, "process": 0, "spelling": 1}]),
 ]
 
 
@@ -252,7 +267,8 @@ def test_every_clause_has_a_live_case():
     assert [clause for clause, _, _ in LIVE] == CLAUSES
 
 
-@pytest.mark.parametrize(("clause", "bug", "program"), LIVE, ids=[f"{c}-{b}" for c, b, _ in LIVE])
+@pytest.mark.parametrize(("clause", "bug", "program"), LIVE + BEHAVIOURS,
+                         ids=[f"{c}-{b}" for c, b, _ in LIVE + BEHAVIOURS])
 def test_the_script_catches_its_clause_on_a_buggy_implementation_and_passes_the_clean_one(
     clause, bug, program, tmp_path: Path, monkeypatch
 ):
@@ -299,3 +315,17 @@ def test_the_corpus_runner_expands_parametrize_as_pytest_does():
     expected = [{"b": "x", "c": "y", "a": 1}, {"b": "x", "c": "y", "a": 2}]
     assert sorted(_parametrizations(sample), key=str) == sorted(expected, key=str)
     assert _parametrizations(lambda: None) == [{}]
+
+
+def test_a_script_whose_own_code_breaks_inside_the_task_exits_2_never_0(tmp_path: Path):
+    """A name the script failed to inline, raised inside process(), would read to the implementation
+    as the task failing: the script must say it broke, not judge the implementation on it."""
+    program = [CREATE, ATTACH, START, {"op": "finish_fail", "task": 0, "how": "base_exception"}]
+    text = render(ScriptInfo("S6", "reference", "reference_impl.streaming", program))
+    start = text.index("class ProbeAbort(BaseException):")
+    end = text.index("\n\n\n", start)
+    path = tmp_path / script_name("S6")
+    path.write_text(text[:start] + text[end:], encoding="utf-8")
+    broken = _run(path)
+    assert broken.returncode == 2, broken.stdout + broken.stderr
+    assert "the script itself broke" in broken.stdout and "NameError" in broken.stdout

@@ -62,6 +62,8 @@ class UpstreamAdapter:
     name = "upstream"
     installed_apps = ("streaming",)
     task_base = "streaming.models.StreamTask"
+    lookup_pk_as_int = True
+    """Its server turns the URL's id into an int before the lookup (reproduction scripts do too)."""
 
     def __init__(self) -> None:
         try:

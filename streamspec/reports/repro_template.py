@@ -51,6 +51,7 @@ EXTRA_APPS: list[str] = []
 EXTRA_SETTINGS: dict[str, Any] = {}
 BUFFER_LIMIT: int | None = None
 ADAPTER: str | None = None
+LOOKUP_PK_AS_INT = False
 TAPE: list[int] = []
 SEEDS = range(200)
 STEPS = """1. Create task row T1 in p0.

@@ -18,7 +18,8 @@ import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from harness.bounds import SETTLE_ROUNDS, SETTLE_SECONDS
+from harness.adapters import default_spellings
+from harness.bounds import SETTLE_ROUNDS, SETTLE_SECONDS, SHUTDOWN_GRACE
 from harness.checkers.base import ClauseResult, Verdict
 from harness.checkers.s1_identity import check  # the script's own clause's checker, inlined
 from harness.history import (
@@ -36,7 +37,7 @@ from harness.history import (
     Snapshot,
     StreamEnd,
 )
-from harness.probe.gates import Gates, ProbeHooks  # the probe's own gates, inlined
+from harness.probe.gates import Gates, ProbeFailure, ProbeHooks  # the probe's own gates, inlined
 from harness.records import record_read
 from streamspec.reports.repro_template import (
     ADAPTER,
@@ -46,6 +47,7 @@ from streamspec.reports.repro_template import (
     FROZEN,
     IMPLEMENTATION,
     LEVEL,
+    LOOKUP_PK_AS_INT,
     MODEL_NAME,
     PROCESS,
     REQUIREMENT,
@@ -76,8 +78,11 @@ class Process:
 
     def __init__(self, world: World, name: str) -> None:
         self.world, self.name, self.crashed = world, name, False
+        self.stopping = False
         self.coordinator = new_coordinator(name)
         self.dead = world.loop.create_future()
+        self.tasks: list[asyncio.Task[Any]] = []
+        """Every task started in this process (by the script or the implementation), in order."""
 
     def run(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         context = contextvars.copy_context()
@@ -115,7 +120,20 @@ class World:
         self.probe = Gates(ProbeHooks(self._entered, self._exited, self._sending, self._sent))
         self.active: dict[tuple[str, Any], int] = {}
         self.ops = 0
+        self.waits = 0
+        loop.set_task_factory(self._task_factory)
         self.spawn()
+
+    @staticmethod
+    def _task_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        """Tasks as asyncio makes them, each remembered by the process it was started in (for a
+        graceful shutdown, which cancels them)."""
+        task = asyncio.Task(coro, loop=loop, **kwargs)
+        context = kwargs.get("context")
+        process = context.get(PROCESS) if context is not None else PROCESS.get()
+        if process is not None:
+            process.tasks.append(task)
+        return task
 
     # -- recording --
 
@@ -181,6 +199,44 @@ class World:
         self.add(Complete, HARNESS, op_id=op_id, status="ok")
         return new
 
+    async def shutdown(self, process: Process) -> None:
+        """As SIGTERM: the process's tasks are cancelled and get SHUTDOWN_GRACE to clean up, then
+        it is gone as after a crash (the same records as the harness's graceful shutdown)."""
+        await asyncio.sleep(0)
+        if process.crashed or process.stopping:
+            return
+        op_id = self.invoke(HARNESS, "shutdown", None, {"process": process.name})
+        process.stopping = True
+        self.add(Fault, process.name, fault="shutdown")
+        for client in self.clients:
+            if client.process is process and not client.ended:
+                client.ended = True
+                self.add(StreamEnd, process.name, client=client.token, reason="shutdown")
+        running = [t for t in process.tasks if not t.done()]
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running, timeout=SHUTDOWN_GRACE)
+        if not process.crashed:
+            process.crashed = True
+            process.dead.set_result(True)
+        self.active = {k: v for k, v in self.active.items() if k[0] != process.name}
+        self.add(Complete, HARNESS, op_id=op_id, status="ok")
+
+    async def wait(self, seconds: float) -> None:
+        """Quiet: virtual time passes; database calls return before timers meanwhile."""
+        await asyncio.sleep(0)
+        op_id = self.invoke(HARNESS, "wait", None, {"seconds": seconds})
+        self.waits += 1
+        self.loop.slow_offloads = False
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self.waits -= 1
+            if not self.waits:
+                self.loop.slow_offloads = True
+        self.add(Complete, HARNESS, op_id=op_id, status="ok")
+
     async def start_process(self) -> Process:
         await asyncio.sleep(0)
         return self.spawn()
@@ -196,8 +252,8 @@ class World:
         body: Callable[[], Awaitable[Any]],
     ) -> Any:
         await asyncio.sleep(0)  # every step begins by letting what is already ready run first
-        if process is None or process.crashed:
-            return None  # its process crashed first: the operation never happens
+        if process is None or process.crashed or process.stopping:
+            return None  # its process crashed (or is shutting down) first: the operation never happens
         op_id = self.invoke(process.name, name, task, args)
 
         async def inside() -> Any:
@@ -213,7 +269,9 @@ class World:
 
         job = process.run(inside())
         await asyncio.wait({job, process.dead}, return_when=asyncio.FIRST_COMPLETED)
-        return job.result() if job.done() else None  # crashed under it: outcome unknown
+        if job.done() and not job.cancelled():
+            return job.result()
+        return None  # crashed or shut down under it: outcome unknown
 
     async def create(self, process: Process) -> Any:
         return await self.op(process, "create", None, {}, lambda: STATE.model.objects.acreate())
@@ -229,15 +287,21 @@ class World:
             lambda: process.coordinator.start_task(instance, STATE.app_label, MODEL_NAME),
         )
 
-    async def lookup(self, process: Process, task: TaskRef | None) -> Any:
+    async def lookup(self, process: Process, task: TaskRef | None, spelling: int = 0) -> Any:
+        """A new client's request: the coordinator's lookup with the URL's strings, spelled the
+        `spelling`-th way Django's rules accept (the harness's default spellings)."""
         if task is None:
             return None
+        names = default_spellings(STATE.app_label, MODEL_NAME, str(task.pk))
+        app_label, model_name, pk = names[spelling % len(names)]
+        args = {} if spelling % len(names) == 0 else {"spelling": [app_label, model_name, pk]}
+        task_id: Any = int(pk) if LOOKUP_PK_AS_INT else pk
         return await self.op(
             process,
             "lookup",
             task,
-            {},
-            lambda: process.coordinator.get_task_instance(STATE.app_label, MODEL_NAME, task.pk),
+            args,
+            lambda: process.coordinator.get_task_instance(app_label, model_name, task_id),
         )
 
     async def reload(self, process: Process, task: TaskRef | None) -> Any:
@@ -302,21 +366,36 @@ class World:
         await asyncio.sleep(0)
         self.open_gate("release", task, "send", count)
 
-    async def finish_ok(self, task: TaskRef | None) -> None:
-        """Let the task send `complete` and return."""
+    async def finish_ok(self, task: TaskRef | None, how: str = "complete") -> None:
+        """Let the task finish: send `complete` and return, or another of the probe's ways."""
         await asyncio.sleep(0)
-        self.open_gate("finish_ok", task, "return")
+        if how == "complete":
+            self.open_gate("finish_ok", task, "return")
+        else:
+            self.open_gate("finish_ok", task, f"return:{how}", how=how)
 
-    async def finish_fail(self, task: TaskRef | None) -> None:
-        """Make the task's process() raise."""
+    async def finish_fail(self, task: TaskRef | None, how: str = "exception") -> None:
+        """Make the task's process() raise: an exception, or another of the probe's ways."""
         await asyncio.sleep(0)
-        self.open_gate("finish_fail", task, "raise")
+        if how == "exception":
+            self.open_gate("finish_fail", task, "raise")
+        else:
+            self.open_gate("finish_fail", task, f"raise:{how}", how=how)
 
     # -- the task's process() and the clients' queues --
 
     async def run_task(self, instance: Any) -> Any:
         """The task's process(): the probe's own gates (inlined from the engine) decide each step."""
-        return await self.probe.run(instance)
+        try:
+            return await self.probe.run(instance)
+        except Exception as exc:
+            # An exception raised in this script's own code (not the probe's planned failure, nor the
+            # implementation's) is the script broken: the implementation would take it for the
+            # task failing, and the verdict would be about the script, not the implementation.
+            frames = traceback.extract_tb(exc.__traceback__)
+            if not isinstance(exc, ProbeFailure) and frames and frames[-1].filename == __file__:
+                BROKEN.append("".join(traceback.format_exception(exc)))
+            raise
 
     def _entered(self, instance: Any) -> None:
         process = PROCESS.get()
@@ -388,6 +467,10 @@ class World:
             if client.stalled and not client.process.crashed:
                 while not client.ended and not client.queue.empty():
                     self.read(client, client.queue.get_nowait())
+
+
+BROKEN: list[str] = []
+"""Tracebacks of exceptions the script's own code raised inside the task (see `World.run_task`)."""
 
 
 # == attempts ======================================================================================
@@ -494,6 +577,9 @@ def main(argv: list[str]) -> int:
     try:
         for label, choices in tries:
             history = attempt(choices)
+            if BROKEN:
+                print("the script itself broke inside the task's process() (exit 2):\n" + BROKEN[0])
+                return 2
             result = check(history)
             if result.verdict is Verdict.FAIL:
                 print(f"tried {label}: {CLAUSE} is violated")

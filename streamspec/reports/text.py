@@ -106,22 +106,45 @@ class Implementation:
 # -- history records ----------------------------------------------------------------------------
 
 
+FINISH_PROSE = {
+    "complete": "send `complete` and return",
+    "value": "return a value without sending a terminal event",
+    "none": "return None without sending a terminal event",
+    "mark_completed": "call `mark_completed()` itself and return a value, without a terminal event",
+}
+FAIL_PROSE = {
+    "exception": "raise",
+    "cancelled": "raise an `asyncio.CancelledError` of its own (nothing cancelled it)",
+    "base_exception": "raise a `BaseException` that is not an `Exception`",
+}
+
+
+def _finish_way(how: Any) -> str:
+    return "" if how is None else f" ({how.replace('_', ' ')})"
+
+
+def _spelled(spelling: Any) -> str:
+    return "" if not spelling else " as the URL /" + "/".join(str(part) for part in spelling)
+
+
 def describe_record(r: Record, history: History | None = None) -> str:
     """One record in plain words (its number and process are shown separately)."""
     if isinstance(r, Invoke):
         what = {
             "create": "create a task row",
             "start": f"start {r.task} through {r.args.get('via', 'the coordinator')}",
-            "lookup": f"look {r.task} up through the coordinator",
+            "lookup": f"look {r.task} up through the coordinator" + _spelled(r.args.get("spelling")),
             "reload": f"load {r.task}'s row from the database again",
             "attach": f"attach client {r.args.get('client')} to {r.task} through {r.args.get('via')}",
             "detach": f"detach client {r.args.get('client')}",
             "stall": f"client {r.args.get('client')} stops reading (it stays connected)",
             "release": (f"let {r.task} send its next {r.args['count']} events" if r.args.get("count")
                         else f"let {r.task} send its next event"),
-            "finish_ok": f"let {r.task} complete",
-            "finish_fail": f"make {r.task}'s process() raise",
+            "finish_ok": f"let {r.task} complete" + _finish_way(r.args.get("how")),
+            "finish_fail": f"make {r.task}'s process() raise" + _finish_way(r.args.get("how")),
             "crash": f"crash process {r.args.get('process')}",
+            "shutdown": f"shut process {r.args.get('process')} down gracefully (SIGTERM)",
+            "wait": f"let {r.args.get('seconds')} s of quiet pass",
             "restart": f"start process {r.args.get('process')} in place of {r.args.get('replaces')}",
         }.get(r.op, r.op)
         if r.op in ("finish_ok",) and r.args.get("teardown"):
@@ -139,7 +162,8 @@ def describe_record(r: Record, history: History | None = None) -> str:
     if isinstance(r, ProcessEnter):
         return f"process() of {r.task} entered on {r.obj}"
     if isinstance(r, ProcessExit):
-        how = {"ok": "returned", "error": "raised", "crashed": "died with its process"}[r.outcome]
+        how = {"ok": "returned", "error": "raised", "crashed": "died with its process",
+               "cancelled": "was cancelled from outside"}[r.outcome]
         return f"process() of {r.task} on {r.obj} {how}"
     if isinstance(r, Send):
         return f"{r.task} sends event {r.seq} ({r.event_type})"
@@ -152,12 +176,15 @@ def describe_record(r: Record, history: History | None = None) -> str:
             "detached": "it detached",
             "overflow": "dropped with an overflow notice",
             "crashed": "its process crashed",
+            "shutdown": "its process shut down (it reconnects as a new client)",
             "closed": "closed by the server without a terminal event",
         }[r.reason]
         return f"client {r.client}'s stream ends: {why}"
     if isinstance(r, Fault):
         if r.fault == "crash":
             return f"process {r.process} crashes"
+        if r.fault == "shutdown":
+            return f"process {r.process} begins a graceful shutdown: its coroutines are cancelled"
         return f"process {r.process} starts over the same database (replaces {r.replaces})"
     if isinstance(r, Snapshot):
         held = ", ".join(f"{k}={v}" for k, v in sorted(r.resources.items()) if v) or "nothing held"
@@ -215,9 +242,10 @@ def program_steps(program: list[dict[str, Any]]) -> list[str]:
         if op == "lookup":
             counters["obj"] += 1
             task_of_obj[counters["obj"] - 1] = step["task"]
+            spelled = " (the URL spelling the row another way it accepts)" if step.get("spelling") else ""
             return (
                 f"look T{step['task'] + 1} up with {proc(step)}'s coordinator, as a new client's "
-                f"request does: object obj{counters['obj']}"
+                f"request does{spelled}: object obj{counters['obj']}"
             )
         if op == "reload":
             counters["obj"] += 1
@@ -238,11 +266,16 @@ def program_steps(program: list[dict[str, Any]]) -> list[str]:
                 return f"let T{step['task'] + 1} send its next {step['count']} events at once"
             return f"let T{step['task'] + 1} send its next event"
         if op == "finish_ok":
-            return f"let T{step['task'] + 1} send `complete` and return"
+            return f"let T{step['task'] + 1} " + FINISH_PROSE[step.get("how", "complete")]
         if op == "finish_fail":
-            return f"make T{step['task'] + 1}'s process() raise"
+            return f"make T{step['task'] + 1}'s process() " + FAIL_PROSE[step.get("how", "exception")]
         if op == "crash":
             return f"crash {proc(step)} (like kill -9: nothing of it runs again)"
+        if op == "shutdown":
+            return (f"shut {proc(step)} down gracefully (SIGTERM: its coroutines are cancelled and may "
+                    "clean up for a few seconds; then it is gone)")
+        if op == "wait":
+            return f"let {step['seconds']:g} seconds of quiet pass (leases run out, heartbeats fire)"
         if op == "restart":
             old = proc(step)
             procs.append(f"p{len(procs)}")

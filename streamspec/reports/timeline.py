@@ -69,7 +69,7 @@ def _cells(r: Record, history: History, tasks: list[str], clients: list[tuple[st
             lane["c:" + str(r.args.get("client"))] = '<span class="end">detach begins</span>'
         elif r.op == "stall":
             lane["c:" + str(r.args.get("client"))] = '<span class="end">stops reading</span>'
-        elif r.op in ("crash", "restart"):
+        elif r.op in ("crash", "shutdown", "restart"):
             ops = f'<span class="fault">{escape(describe_record(r, history))}</span>'
         else:
             ops = f'<span class="op">{escape(describe_record(r, history))}</span>'
@@ -80,7 +80,7 @@ def _cells(r: Record, history: History, tasks: list[str], clients: list[tuple[st
         if op.op == "attach":
             status = "joined" if r.status == "ok" else f"attach {r.status}"
             lane["c:" + str(op.args.get("client"))] = f'<span class="join">{escape(status)}</span>'
-        elif op.op not in ("release", "finish_ok", "finish_fail", "crash", "restart"):
+        elif op.op not in ("release", "finish_ok", "finish_fail", "crash", "shutdown", "restart", "wait"):
             css = "bad" if r.status != "ok" else "op"
             ops = f'<span class="{css}">{escape(describe_record(r, history))}</span>'
     elif isinstance(r, ProcessEnter):
