@@ -4,6 +4,9 @@
                       [--seed N] [--clauses S1,S3] [--families joins,...] [--out DIR] [--strict]
                       [--baseline FILE] [--update-baseline] [--corpus DIR | --no-corpus] [--no-repro]
     streamspec replay FILE [--sut NAME|module:Class]
+    streamspec power --sut NAME|module:Class (--seeds N | --seed-list 3,17) [--profile ci] [--jobs J]
+                     [--families joins,...] [--clauses S1,S3] [--out DIR] [--timeout SECONDS]
+    streamspec mutants [--catalogue MODULE] [--profile ci] [--jobs J] [--only NAME,...] [--out DIR]
     streamspec index [DIR]
 
 (also ``python -m streamspec ...``). One verify run verifies one implementation, in this process: it
@@ -21,7 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,7 @@ from streamspec.console import (
     configure,
     display,
     load,
+    parse_clauses,
 )
 from streamspec.verify_job import verify_command
 
@@ -138,6 +142,31 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="verify runs at once, each a process of its own (default: 1; at most one per "
                    "core, or the seconds to first detection stretch)")
+
+    w = sub.add_parser(
+        "power",
+        help="verify one implementation over many seeds and tabulate how often each clause is found",
+        description="Run `streamspec verify` once per seed (0..N-1, or --seed-list), each in a process "
+        "of its own without the regression corpus, and write <out>/power-<sut>.md and .json: per "
+        "clause and per violation key, the seeds that found it, the median examples and seconds to "
+        "the first find, and the seeds that missed it. Exit 0 when it ran (a seed that crashed or "
+        "timed out is reported in the table), 2 for a usage error.",
+    )
+    w.add_argument("--sut", required=True, metavar="NAME|module:Class",
+                   help="the implementation: reference, upstream, an entry point, or package.module:Adapter")
+    seeds = w.add_mutually_exclusive_group(required=True)
+    seeds.add_argument("--seeds", type=int, default=None, metavar="N", help="seeds 0 to N-1")
+    seeds.add_argument("--seed-list", default=None, metavar="3,17,...", help="these seeds")
+    w.add_argument("--profile", default="ci", help="search budget: dev, ci (default) or thorough")
+    w.add_argument("--families", default=None, metavar="joins,...", help="only these scenario families")
+    w.add_argument("--clauses", default=None, metavar="S1,S3", help="only these clauses (default: all)")
+    w.add_argument("--out", default="reports", metavar="DIR",
+                   help="where power-<sut>.md and .json go (default: reports)")
+    w.add_argument("--timeout", type=float, default=1800.0,
+                   help="seconds per verify run, after which it is killed and reported (default: 1800)")
+    w.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="verify runs at once, each a process of its own (default: 1; at most one per "
+                   "core, or the seconds to first find stretch)")
 
     i = sub.add_parser("index", help="rebuild index.html from the summaries in a reports folder")
     i.add_argument("folder", nargs="?", default="reports", metavar="DIR")
@@ -267,6 +296,70 @@ def mutants_command(args: argparse.Namespace, *, out_stream: Any = None) -> int:
     return EXIT_VIOLATED if survivors or false_alarms or broken_examples else EXIT_OK
 
 
+def _seed_list(args: argparse.Namespace) -> list[int]:
+    if args.seeds is not None:
+        if args.seeds < 1:
+            raise UsageError(f"--seeds {args.seeds}: give at least 1")
+        return list(range(args.seeds))
+    try:
+        seeds = [int(part) for part in args.seed_list.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"--seed-list {args.seed_list!r}: give whole numbers separated by commas") from None
+    if not seeds or min(seeds) < 0:
+        raise UsageError(f"--seed-list {args.seed_list!r}: give one or more seeds, none negative")
+    return list(dict.fromkeys(seeds))
+
+
+def power_command(args: argparse.Namespace, *, out_stream: Any = None,
+                  progress: Callable[[str], None] | None = None) -> int:
+    """`streamspec power`: exit 0 once every seed ran (or crashed, which the report says)."""
+    import time
+
+    from streamspec import power
+    from streamspec.corpus import folder_name
+
+    out_stream = out_stream or sys.stdout
+    if args.profile not in scenarios.PROFILES:
+        raise UsageError(f"unknown profile {args.profile!r}: use one of {', '.join(scenarios.PROFILES)}")
+    seeds = _seed_list(args)
+    if args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs}: give at least 1")
+    if args.timeout <= 0:
+        raise UsageError(f"--timeout {args.timeout}: give a positive number of seconds")
+    families = [f.strip() for f in (args.families or "").split(",") if f.strip()] or None
+    unknown = [f for f in families or () if f not in scenarios.FAMILIES]
+    if unknown:
+        raise UsageError(f"unknown family {unknown[0]!r}: use some of {', '.join(scenarios.FAMILIES)}")
+    clauses = parse_clauses(args.clauses)
+    # Loaded here, not only in each verify process: a misspelt implementation is one line, not N
+    # crashed seeds.
+    name = folder_name(load(args.sut).name)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"output folder {display(out)} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot write the output folder {display(out)}: {exc.strerror or exc}") from None
+    # Many minutes: a CI log shows each seed as it ends.
+    say = progress or Progress(enabled=True)
+    say(f"power of {args.sut}: profile {args.profile}, seeds {', '.join(map(str, seeds))}, "
+        f"{args.jobs} at once")
+    started = time.perf_counter()
+    runs = power.run_seeds(args.sut, profile=args.profile, seeds=seeds, timeout=args.timeout, jobs=args.jobs,
+                           families=families, clauses=clauses, progress=say)
+    wall = time.perf_counter() - started
+    try:
+        md, _ = power.write(out, name, args.profile, runs, families=families, clauses=clauses,
+                            wall_seconds=wall)
+    except OSError as exc:
+        raise UsageError(f"cannot write the report into {display(out)}: {exc.strerror or exc}") from None
+    print(power.to_terminal(runs), file=out_stream)
+    print(f"{sum(r.summary is not None for r in runs)} of {len(runs)} seeds ran in {wall:.0f} s; "
+          f"report: {display(md)}", file=out_stream)
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # Adapters and catalogues named by module path may live in the project being verified, as a
     # test module does for pytest: the working folder is importable, as with `python -m`.
@@ -280,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE
         command = {
             "verify": verify_command, "replay": replay_command, "index": index_command,
-            "mutants": mutants_command,
+            "mutants": mutants_command, "power": power_command,
         }[args.command]
         return command(args)
     except UsageError as exc:

@@ -215,6 +215,12 @@ class VerifyJob:
             "seed": result.seed,
             "seconds": round(time.perf_counter() - started, 3),
             "examples": dict(result.examples),
+            # Per violation key ("S4", "S4:processes"), how far into the search it first failed: a
+            # clause row gives only its reported variant's, and `streamspec power` compares seeds.
+            "first_finds": {
+                key: {"examples": f["examples_to_first"], "seconds": f["seconds_to_first"]}
+                for key, f in result.stats.get("failures", {}).items()
+            },
             "strict": bool(args.strict),
             "clauses": rows,
             "conclusion": conclusion,

@@ -84,6 +84,10 @@ def test_verify_writes_the_report_folder(verified, sut_adapter):
     versions = summary["versions"]
     assert {"implementation", "implementation_version", "django", "python", "streamspec"} <= set(versions)
     assert summary["profile"] == "dev" and summary["seed"] == 1
+    # When each violation key was first found: every failed clause has one, within the run.
+    failed = {r["clause"] for r in summary["clauses"] if r["verdict"] == "fail"}
+    assert {key.split(":")[0] for key in summary["first_finds"]} == failed
+    assert all(0 < f["examples"] <= summary["stats"]["examples"] for f in summary["first_finds"].values())
     for clause in failing_must:
         files = rows[clause]["files"]
         for key in ("report", "failure", "timeline", "repro"):
