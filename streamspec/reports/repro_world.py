@@ -4,6 +4,9 @@ See `streamspec.reports.repro_template` for how the pieces become one script. Th
 what happens as a `harness.history.History`, record for record as `harness.runner` records a run
 (the same operations, deliveries and stream ends, snapshots after the run settled), so that the
 clause's checker, inlined into the script, judges it exactly as it judges the harness's runs.
+
+Long: it mirrors `harness.runner`'s every operation (the scripts cannot import the engine), and a
+script is read top to bottom by the person filing the bug: one world reads better than a split one.
 """
 
 from __future__ import annotations
