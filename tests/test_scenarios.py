@@ -183,7 +183,7 @@ def test_unknown_names_are_refused(sut_adapter):
 @pytest.mark.timeout(3600)
 def test_ci_profile_verdicts(sut_adapter):
     """ci against upstream finds S1, S2, S3, S4 across two processes, S6 and S7, each shrunk to at
-    most 8 operations. The reference must pass the same search: the ci profile, or the one
+    most 8 operations besides its family's opening. The reference must pass the same search: the ci profile, or the one
     STREAMSPEC_PROFILE selects (the tox factor; dev keeps the default run fast)."""
     lines = []
     if sut_adapter.name != "upstream":
@@ -203,7 +203,9 @@ def test_ci_profile_verdicts(sut_adapter):
     assert len({s["process"] for s in s4_across.program if "process" in s} | {0}) >= 2
     for clause in ACCEPTANCE:
         failure = result.clauses[clause].failure
-        assert failure.operations <= 8, (clause, failure.program)
+        # A family's opening steps (the takeovers family starts with a running task in one of three
+        # processes) are fixed: shrinking is judged on the rest.
+        assert failure.operations - len(FAMILIES[failure.family].opening) <= 8, (clause, failure.program)
         again = replay(failure, adapter=sut_adapter)
         assert again.history.to_json() == failure.outcome.history.to_json()
         assert again.verdict(clause) == "fail"
