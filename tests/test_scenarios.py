@@ -205,7 +205,8 @@ def test_ci_profile_verdicts(sut_adapter):
         failure = result.clauses[clause].failure
         # A family's opening steps (the takeovers family starts with a running task in one of three
         # processes) are fixed: shrinking is judged on the rest.
-        assert failure.operations - len(FAMILIES[failure.family].opening) <= 8, (clause, failure.program)
+        fixed = len(FAMILIES[failure.family].opening)
+        assert failure.operations - fixed <= 8, (clause, failure.program)
         again = replay(failure, adapter=sut_adapter)
         assert again.history.to_json() == failure.outcome.history.to_json()
         assert again.verdict(clause) == "fail"
