@@ -183,7 +183,8 @@ def test_unknown_names_are_refused(sut_adapter):
 @pytest.mark.timeout(3600)
 def test_ci_profile_verdicts(sut_adapter):
     """ci against upstream finds S1, S2, S3, S4 across two processes, S6 and S7, each shrunk to at
-    most 8 operations besides its family's opening. The reference must pass the same search: the ci profile, or the one
+    most 8 operations besides its family's opening.
+    The reference must pass the same search: the ci profile, or the one
     STREAMSPEC_PROFILE selects (the tox factor; dev keeps the default run fast)."""
     lines = []
     if sut_adapter.name != "upstream":
