@@ -757,6 +757,18 @@ def test_checker_module_is_named_by_its_clause(clause):
     assert (ROOT / clause.checker_path).is_file()
 
 
+def _p0_dies_and_p1_finishes(s: Scenario) -> History:
+    """p0 crashes (c1 with it); p1 resumes T1 and completes it for c2."""
+    s.crash("p0", clients=["c1"])
+    with s.on("p1"):
+        s.enter("T1", "obj2")
+        s.broadcast("T1", "complete", to=["c2"])
+        s.sent("T1", s.seq("T1"))
+        s.end_stream("c2")
+        s.exit("T1", "obj2")
+    return s.end()
+
+
 def _gap_across_a_crash(event_2_returned: bool) -> History:
     """c2 in p1 follows T1, which runs in p0: event 1 reaches it; p0 crashes while (or after)
     sending event 2; p1 resumes the task, whose next event is 3."""
@@ -769,14 +781,7 @@ def _gap_across_a_crash(event_2_returned: bool) -> History:
     s.send("T1")
     if event_2_returned:
         s.sent("T1", 2)
-    s.crash("p0", clients=["c1"])
-    with s.on("p1"):
-        s.enter("T1", "obj2")
-        s.broadcast("T1", "complete", to=["c2"])
-        s.sent("T1", 3)
-        s.end_stream("c2")
-        s.exit("T1", "obj2")
-    return s.end()
+    return _p0_dies_and_p1_finishes(s)
 
 
 def test_a_client_whose_process_shut_down_is_owed_nothing_still_on_its_way():
@@ -808,14 +813,7 @@ def _first_event_after_a_crash(event_1_returned: bool) -> History:
     s.send("T1")
     if event_1_returned:
         s.sent("T1", 1)
-    s.crash("p0", clients=["c1"])
-    with s.on("p1"):
-        s.enter("T1", "obj2")
-        s.broadcast("T1", "complete", to=["c2"])
-        s.sent("T1", 2)
-        s.end_stream("c2")
-        s.exit("T1", "obj2")
-    return s.end()
+    return _p0_dies_and_p1_finishes(s)
 
 
 def test_a_first_event_past_one_that_died_with_its_process_is_no_violation():
