@@ -143,9 +143,11 @@ class Run:
         self._active_runs: dict[tuple[str, Any], int] = {}
         self._ops = 0
         self._waits = 0
+        self._tasks_made = 0
         self._slow_offloads = True
         self.stacks = RunStacks()
         self._spawned: weakref.WeakKeyDictionary[asyncio.Task, stacks.Stack] = weakref.WeakKeyDictionary()
+        self._created: weakref.WeakKeyDictionary[asyncio.Task, int] = weakref.WeakKeyDictionary()
         self._loop.set_task_factory(self._task_factory)
         self.main = self.spawn()
 
@@ -194,9 +196,10 @@ class Run:
             if client.process == process and not client.ended:
                 client.ended = True
                 self.recorder.add(StreamEnd, process, client=client.token, reason="shutdown")
-        # In a fixed order (task names are deterministic): the order of the cancellations is the
-        # order their callbacks become ready, so a set's order would make the run unrepeatable.
-        running = sorted(proc.host.tasks(), key=lambda t: t.get_name())
+        # In the order the tasks were created: the order of the cancellations is the order their
+        # callbacks become ready, so a set's order would make the run unrepeatable (and names do
+        # not do: an implementation may give two tasks the same one).
+        running = sorted(proc.host.tasks(), key=lambda t: (self._created.get(t, -1), t.get_name()))
         for task in running:
             task.cancel()
         if running:
@@ -459,6 +462,8 @@ class Run:
         """Create tasks as asyncio does, remembering where each was created (who started a run)."""
         task = asyncio.Task(coro, loop=loop, **kwargs)
         self._spawned[task] = stacks.here(2)
+        self._tasks_made += 1
+        self._created[task] = self._tasks_made
         return task
 
     # probe hooks: called from inside process(), in the process that runs it
