@@ -7,6 +7,7 @@ history recorded and every clause checked - what one exploration example costs.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import os
 from collections.abc import Callable
@@ -16,6 +17,7 @@ import pytest
 
 from benchmarks.config import sizes
 from benchmarks.figures import HIGHER, LOWER, WALL, Timed, record
+from harness import scheduler
 from harness.choice import RandomChoices
 from harness.driver import run_scenario
 from harness.runner import Run
@@ -41,6 +43,28 @@ def test_harness_scenarios_per_second(benchmark, sut_adapter, sut_label):
     benchmark.pedantic(timed, rounds=SIZES.rounds, warmup_rounds=1, iterations=1)
     record(benchmark, "harness/scenarios", sut_label, count / timed.best, "scenarios/s", HIGHER,
            clock=timed.clock, scenarios=count)
+
+
+def test_scheduler_tiny_runs_per_second(benchmark, sut_label):
+    """What the controlled loop costs by itself: a run whose coroutine only yields once (was a
+    wall-clock assertion in tests/test_scheduler.py; timings belong here)."""
+    benchmark.group = "harness"
+
+    async def tiny() -> int:
+        await asyncio.sleep(0)
+        return 1
+
+    count = SIZES.harness_scenarios * 10
+    seeds = iter(range(10**9))
+
+    def runs() -> None:
+        for _ in range(count):
+            scheduler.run(tiny, RandomChoices(next(seeds)))
+
+    timed = Timed(runs)
+    benchmark.pedantic(timed, rounds=SIZES.rounds, warmup_rounds=1, iterations=1)
+    record(benchmark, "harness/tiny-runs", sut_label, count / timed.best, "runs/s", HIGHER,
+           clock=timed.clock, runs=count)
 
 
 # -- time to detect each mutant (opt-in: BENCH_MUTANTS=1, or run.py --mutants) ---------------------

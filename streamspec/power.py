@@ -112,8 +112,10 @@ def run_seed(sut: str, *, profile: str, seed: int, timeout: float, families: Seq
         # waiting after the verify itself was killed. A session of its own lets the timeout kill
         # the whole group.
         with log.open("w") as sink:
+            # Unbuffered, so that the log's last lines are the last things the child said: a
+            # buffered stdout would be flushed after stderr, at exit, out of order.
             child = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
+                                     start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
             try:
                 code = child.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
