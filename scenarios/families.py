@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from scenarios.targets import TAKEOVER
+
 __all__ = ["FAMILIES", "PROFILES", "PROFILE_ENV", "Family", "Profile", "profile_from_env"]
 
 
@@ -35,8 +37,9 @@ class Family:
     clauses: frozenset[str] = frozenset()
     """The clauses this family is built to reach (its rules can produce their violations). Every
     clause is checked in every family; this declares intent, for the clause index in SPEC.md."""
-    steer: bool = False
-    """Steer generation toward takeovers (`scenarios.targets.takeover_progress`)."""
+    targets: tuple[str, ...] = ()
+    """Labels of `scenarios.targets.SCORES` that steer this family's generation (Hypothesis
+    `target()`): toward states that take several specific steps in a row."""
     opening: tuple[dict[str, Any], ...] = ()
     """Program steps every example begins with (then no processes are drawn at the start): a
     state the family's rules work from, which the search would otherwise rarely reach."""
@@ -63,6 +66,17 @@ FAMILIES: dict[str, Family] = {
             clauses=frozenset({"S1", "S2", "S3", "S4"}),
         ),
         Family(
+            "starts",
+            "a new task's first start raced: the row started, looked up, reloaded and joined at the "
+            "same time, in one process or two",
+            # Only concurrent groups: a lone start or lookup would start the task and close the
+            # window (S1's lookup in flight as the task starts, S4's two starts) before any race.
+            frozenset({"create", "concurrently"}),
+            frozenset({"start", "lookup", "reload", "attach", "release"}),
+            max_processes=2,
+            clauses=frozenset({"S1", "S3", "S4"}),
+        ),
+        Family(
             "restarts",
             "crashes, graceful shutdowns and restarts with running, finished and failed tasks; "
             "several processes on one database",
@@ -86,7 +100,7 @@ FAMILIES: dict[str, Family] = {
             max_processes=3,
             budget=2.0,
             clauses=frozenset({"S2", "S3", "S4", "S7", "S7.2", "S7.3"}),
-            steer=True,
+            targets=(TAKEOVER,),
             opening=({"op": "spawn"}, {"op": "spawn"}, {"op": "create", "process": 0},
                      {"op": "start", "obj": 0, "process": 0}),
         ),
@@ -97,6 +111,22 @@ FAMILIES: dict[str, Family] = {
             frozenset(_TASK_OPS | {"stall", "flood", "finish_ok", "concurrently"}),
             frozenset({"start", "lookup", "attach", "detach", "release", "finish_ok"}),
             clauses=frozenset({"S2", "S5", "S8", "S8.2"}),
+        ),
+        Family(
+            "slow_readers",
+            "a client that stopped reading while its task sends, in small floods and in bursts past "
+            "any buffer's bound; other clients join and stop reading too",
+            # Every example starts with the stalled client of a running task: a backlog grows only
+            # from there, and few random programs reach that state and keep it. Nothing here takes
+            # the backlog away before it is measured: no detach, no lookup (an implementation that
+            # runs a looked-up copy sends to that copy's clients: the joins family's concern), no
+            # end before the run settles (the completion family ends tasks under stalled clients).
+            frozenset({"attach", "stall", "flood", "release", "concurrently"}),
+            frozenset({"attach", "release", "flood"}),
+            budget=0.5,
+            clauses=frozenset({"S2", "S3", "S8.2"}),
+            opening=({"op": "create", "process": 0}, {"op": "start", "obj": 0, "process": 0},
+                     {"op": "attach", "obj": 0, "process": 0}, {"op": "stall", "client": 0}),
         ),
         Family(
             "failure",

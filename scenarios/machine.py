@@ -39,7 +39,7 @@ from scenarios.failure import ACROSS, Failure
 from scenarios.families import Family, Profile
 from scenarios.program import Session, iter_ops
 from scenarios.stats import Stats
-from scenarios.targets import TAKEOVER, takeover_progress
+from scenarios.targets import SCORES
 
 __all__ = [
     "ACROSS", "RULES", "VIOLATIONS", "BudgetExhausted", "ClauseViolation", "Search", "Stats", "all_keys",
@@ -66,9 +66,15 @@ FLOOD_MIN, FLOOD_MAX = 2, 12
 """Events one ``flood`` step releases at once: past a small documented client buffer (the
 reference's under the harness is 2), short of making an example slow."""
 BURST = MAX_CLIENT_BUFFER + 16
-"""Events of a long burst, drawn for one flood in `BURST_ODDS`: past the spec's bound on any
-client buffer (S8.2), which holds an implementation that documents no bound of its own."""
-BURST_ODDS = 8
+"""Events of a long burst: past the spec's bound on any client buffer (S8.2), which holds an
+implementation that documents no bound of its own."""
+BURST_DRAWS = 1
+"""A flood's size is one draw: `FLOOD_MIN` to `FLOOD_MAX` events, or past them a `BURST`. Sizes
+grow with the drawn value, so the search can climb toward a burst (`scenarios.targets.backlog`).
+This many values past the ordinary sizes are bursts: one flood in twelve."""
+STALLED_BURST_DRAWS = FLOOD_MAX - FLOOD_MIN + 1
+"""The same on a task with a client that stopped reading: one flood in two is a burst. Only there
+does a burst tell anything (a reading client drains it), and it costs a thousand sends."""
 WAITS = (1.0, 40.0, 100.0)
 """Virtual seconds one ``wait`` lets pass: a poll or two; past a 30 s lease (the reference's
 default: takeovers happen); past a few leases and heartbeats. Not longer: a spell costs a poll
@@ -232,8 +238,8 @@ class ScenarioMachine(RuleBasedStateMachine):
             self.aborted = True
             raise
         search.stats.note(self.family.name, session.program, outcome)
-        if self.family.steer:
-            target(takeover_progress(outcome.history), label=TAKEOVER)
+        for label in self.family.targets:
+            target(SCORES[label](outcome.history), label=label)
         if search.on_example is not None:
             search.on_example(self.family.name, list(session.program), outcome)
         failing = failing_keys(outcome.results, outcome.history, search.targets)
@@ -331,10 +337,13 @@ class ScenarioMachine(RuleBasedStateMachine):
             return None if client is None else {"op": "stall", "client": client}
         if op == "flood":
             task = self.pick(s.known_tasks())
-            count = FLOOD_MIN + self.choices.integer(FLOOD_MAX - FLOOD_MIN + 1)
-            if self.choices.integer(BURST_ODDS) == BURST_ODDS - 1:
-                count = BURST
-            return None if task is None else {"op": "release", "task": task, "count": count}
+            if task is None:
+                return None
+            stalled = any(s.clients[i].stalled and s.clients[i].task.token == s.tasks[task].token
+                          for i in s.open_clients())
+            sizes = FLOOD_MAX - FLOOD_MIN + 1
+            drawn = self.choices.integer(sizes + (STALLED_BURST_DRAWS if stalled else BURST_DRAWS))
+            return {"op": "release", "task": task, "count": FLOOD_MIN + drawn if drawn < sizes else BURST}
         if op == "release":
             task = self.pick(s.known_tasks())
             return None if task is None else {"op": op, "task": task}
@@ -529,6 +538,10 @@ def machine_class(family: Family) -> type[ScenarioMachine]:
         unknown = set(family.rules) - set(RULES)
         if unknown:
             raise ValueError(f"family {family.name!r} names unknown rules {sorted(unknown)}")
+        unknown = set(family.targets) - set(SCORES)
+        if unknown:
+            raise ValueError(f"family {family.name!r} steers by unknown targets {sorted(unknown)}: "
+                             f"use labels of scenarios.targets.SCORES ({', '.join(sorted(SCORES))})")
         name = "".join(part.capitalize() for part in family.name.split("_")) + "Machine"
         cls = type(name, (ScenarioMachine,), {r: RULES[r] for r in sorted({*family.rules, "idle"})})
         _CLASSES[key] = cls

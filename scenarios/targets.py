@@ -7,10 +7,12 @@ only steers generation: every example is still judged on every clause, and shrin
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from harness.checkers.s7_restart import unfinished_at
 from harness.history import History
 
-__all__ = ["TAKEOVER", "takeover_progress"]
+__all__ = ["SCORES", "TAKEOVER", "takeover_progress"]
 
 TAKEOVER = "takeover progress"
 
@@ -41,3 +43,7 @@ def takeover_progress(history: History) -> float:
                     score += len({a.process for a in joins}) > 1
             best = max(best, score)
     return float(best)
+
+
+SCORES: dict[str, Callable[[History], float]] = {TAKEOVER: takeover_progress}
+"""The scores a family may steer by (`Family.targets`), by Hypothesis target label."""

@@ -56,3 +56,19 @@ def test_a_process_that_already_followed_the_task_is_no_fresh_join():
         s.attach("c2", "T1", via="obj2")
         s.enter("T1", "obj2")
     assert takeover_progress(s.end("bound")) == 2.0
+
+
+# -- families name their targets ---------------------------------------------------------------------
+
+
+def test_a_family_steering_by_an_unknown_target_is_refused_with_the_labels_to_use():
+    import dataclasses
+
+    import pytest
+
+    from scenarios.families import FAMILIES
+    from scenarios.machine import machine_class
+
+    family = dataclasses.replace(FAMILIES["joins"], name="joins_typo", targets=("takeover",))
+    with pytest.raises(ValueError, match=r"unknown targets.*takeover progress"):
+        machine_class(family)
