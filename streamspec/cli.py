@@ -7,6 +7,8 @@
     streamspec power --sut NAME|module:Class (--seeds N | --seed-list 3,17) [--profile ci] [--jobs J]
                      [--families joins,...] [--clauses S1,S3] [--out DIR] [--timeout SECONDS]
     streamspec mutants [--catalogue MODULE] [--profile ci] [--jobs J] [--only NAME,...] [--out DIR]
+    streamspec generated-mutants [--sample N] [--seed N] [--timeout SECONDS] [--out DIR]
+                                 [--report-only RESULTS.json]
     streamspec index [DIR]
 
 (also ``python -m streamspec ...``). One verify run verifies one implementation, in this process: it
@@ -167,6 +169,24 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="verify runs at once, each a process of its own (default: 1; at most one per "
                    "core, or the seconds to first find stretch)")
+
+    g = sub.add_parser(
+        "generated-mutants",
+        help="verify the reference against a sample of mutants cosmic-ray generates (needs cosmic-ray)",
+        description="Generate every mutant cosmic-ray's operators make of the reference's core modules "
+        "(in a temporary copy of this checkout), verify a seeded uniform sample of them with the dev "
+        "profile, and write <out>/generated-mutants.md and .json: the score (killed of the "
+        "non-equivalent) and every survivor with its class from baselines/generated-mutants.json. "
+        "Exit 1 when a survivor is not classified there, 0 otherwise, 2 for a usage error. "
+        "--report-only reports a finished run's JSON again (after classifying), without running.",
+    )
+    g.add_argument("--sample", type=int, default=None, metavar="N", help="mutants to run (default: 220)")
+    g.add_argument("--seed", type=int, default=None, help="the sampling seed (default: 0)")
+    g.add_argument("--timeout", type=float, default=None,
+                   help="seconds per verify; a timeout kills the mutant (default: 240)")
+    g.add_argument("--out", default="reports", metavar="DIR")
+    g.add_argument("--report-only", default=None, metavar="RESULTS.json",
+                   help="a generated-mutants.json of an earlier run: report it again, run nothing")
 
     i = sub.add_parser("index", help="rebuild index.html from the summaries in a reports folder")
     i.add_argument("folder", nargs="?", default="reports", metavar="DIR")
@@ -360,6 +380,39 @@ def power_command(args: argparse.Namespace, *, out_stream: Any = None,
     return EXIT_OK
 
 
+def generated_mutants_command(args: argparse.Namespace, *,
+                              progress: Callable[[str], None] | None = None) -> int:
+    """`streamspec generated-mutants`: 1 when a survivor is not classified."""
+    from streamspec import generated_mutants as gm
+
+    sample = gm.SAMPLE if args.sample is None else args.sample
+    seed = gm.SEED if args.seed is None else args.seed
+    timeout = gm.TIMEOUT if args.timeout is None else args.timeout
+    if sample < 1:
+        raise UsageError(f"--sample {sample}: give at least 1")
+    if timeout <= 0:
+        raise UsageError(f"--timeout {timeout}: give a positive number of seconds")
+    root = Path.cwd()
+    if not all((root / m).is_file() for m in gm.CORE_MODULES):
+        raise UsageError("run it from a streamspec checkout: the reference's core modules "
+                         f"({gm.CORE_MODULES[0]}, ...) are not under {display(root)}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"output folder {display(out)} exists and is not a folder")
+    try:
+        if args.report_only:
+            results = Path(args.report_only)
+            if not results.is_file():
+                raise UsageError(f"--report-only {display(results)}: no such file")
+            return gm.rereport(root, results, out)
+        return gm.main(root, out, sample=sample, seed=seed, timeout=timeout,
+                       progress=progress or Progress(enabled=True))
+    except ValueError as exc:  # a malformed classification file or results file
+        raise UsageError(str(exc)) from None
+    except RuntimeError as exc:  # cosmic-ray missing or failing
+        raise UsageError(str(exc)) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # Adapters and catalogues named by module path may live in the project being verified, as a
     # test module does for pytest: the working folder is importable, as with `python -m`.
@@ -374,6 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = {
             "verify": verify_command, "replay": replay_command, "index": index_command,
             "mutants": mutants_command, "power": power_command,
+            "generated-mutants": generated_mutants_command,
         }[args.command]
         return command(args)
     except UsageError as exc:

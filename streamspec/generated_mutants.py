@@ -1,0 +1,275 @@
+"""Generated mutants: an unbiased sample of the reference's mutants, made by cosmic-ray.
+
+Our own catalogue (`tests/mutants.py`) holds bugs we thought of; it says little about the bugs we
+did not. Here a mutation tool made for the job (cosmic-ray) generates every mutant its operators
+can make of the reference's core modules; a seeded uniform sample of them is run, each against
+``streamspec verify --profile dev`` (the test command: exit 0 means the mutant survived). Every
+survivor must be classified in a committed file (`baselines/generated-mutants.json`):
+
+- ``equivalent``: no behaviour can tell it from the original (say why);
+- ``unreachable``: the scenarios cannot exercise that code (say which path, and why);
+- ``missed``: a real change the suite did not catch (say what a scenario would need).
+
+The score is killed / (tried - equivalent). `run` works in a temporary copy of the tree, so the
+checkout is never mutated; `report` only reads results, so it is tested without running anything.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "CLASSES", "CORE_MODULES", "Mutant", "Report", "classification_key", "load_classification",
+    "report", "run", "write",
+]
+
+CORE_MODULES = (
+    "reference_impl/streaming/coordinator.py",
+    "reference_impl/streaming/channel.py",
+    "reference_impl/streaming/subscription.py",
+    "reference_impl/streaming/models.py",
+    "reference_impl/streaming/relay.py",
+    "reference_impl/streaming/following.py",
+    "reference_impl/streaming/terminal.py",
+)
+"""What runs a task and serves its clients; not the views, the server or the settings."""
+
+CLASSES = ("equivalent", "unreachable", "missed")
+CLASSIFICATION = Path("baselines/generated-mutants.json")
+SAMPLE, SEED, TIMEOUT = 220, 0, 240.0
+"""Mutants run (of all generated), the sampling seed, seconds per verify (a timeout kills)."""
+
+# What is copied for a run: the packages a verify imports, nothing generated.
+_TREE = ("harness", "scenarios", "streamspec", "reference_impl", "tests", "pyproject.toml", "conftest.py")
+
+
+@dataclass(frozen=True)
+class Mutant:
+    module: str
+    line: int
+    operator: str
+    occurrence: int
+    outcome: str
+    """``killed``, ``survived``, ``timeout`` (killed: a hang is a violation) or ``incompetent``."""
+    diff: str = ""
+    output: str = ""
+
+    @property
+    def key(self) -> str:
+        return classification_key(self.module, self.line, self.operator, self.occurrence)
+
+
+def classification_key(module: str, line: int, operator: str, occurrence: int) -> str:
+    """A survivor's key in the classification file: stable while the module's lines stay put."""
+    return f"{module}:{line}:{operator}:{occurrence}"
+
+
+@dataclass
+class Report:
+    generated: int
+    mutants: list[Mutant]
+    classification: dict[str, dict[str, str]]
+    sample: int
+    seed: int
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for m in self.mutants if m.outcome == outcome)
+
+    @property
+    def survivors(self) -> list[Mutant]:
+        return [m for m in self.mutants if m.outcome == "survived"]
+
+    def class_of(self, mutant: Mutant) -> str | None:
+        entry = self.classification.get(mutant.key)
+        return entry.get("class") if entry else None
+
+    @property
+    def unclassified(self) -> list[Mutant]:
+        return [m for m in self.survivors if self.class_of(m) not in CLASSES]
+
+    def classified(self, cls: str) -> list[Mutant]:
+        return [m for m in self.survivors if self.class_of(m) == cls]
+
+    @property
+    def score(self) -> float | None:
+        """Killed among the non-equivalent ones (a timeout is a kill; an incompetent mutant, one
+        that could not be run, counts as neither)."""
+        tried = len(self.mutants) - self.count("incompetent") - len(self.classified("equivalent"))
+        killed = self.count("killed") + self.count("timeout")
+        return killed / tried if tried else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": "streamspec.generated-mutants", "version": 1, "generated": self.generated,
+            "sample": self.sample, "seed": self.seed, "tried": len(self.mutants),
+            "killed": self.count("killed"), "timeout": self.count("timeout"),
+            "incompetent": self.count("incompetent"), "survived": len(self.survivors),
+            "equivalent": len(self.classified("equivalent")),
+            "unreachable": len(self.classified("unreachable")), "missed": len(self.classified("missed")),
+            "unclassified": [m.key for m in self.unclassified], "score": self.score,
+            "mutants": [{**asdict(m), "key": m.key, "class": self.class_of(m),
+                         "reason": (self.classification.get(m.key) or {}).get("reason")}
+                        for m in self.mutants],
+        }
+
+
+def load_classification(path: Path) -> dict[str, dict[str, str]]:
+    """The committed classification: {key: {"class": ..., "reason": ...}}. Refuses an entry whose
+    class is not one of `CLASSES` or that gives no reason."""
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text())
+    entries = data.get("survivors", {})
+    for key, entry in entries.items():
+        if entry.get("class") not in CLASSES or not str(entry.get("reason", "")).strip():
+            raise ValueError(f"{path}: {key}: give a class ({', '.join(CLASSES)}) and a reason")
+    return entries
+
+
+def report(generated: int, mutants: Iterable[Mutant], classification: dict[str, dict[str, str]], *,
+           sample: int = SAMPLE, seed: int = SEED) -> Report:
+    return Report(generated, sorted(mutants, key=lambda m: (m.module, m.line, m.operator, m.occurrence)),
+                  classification, sample, seed)
+
+
+def markdown(rep: Report) -> str:
+    score = "-" if rep.score is None else f"{100 * rep.score:.1f}%"
+    lines = [
+        "# Generated mutants of the reference",
+        "",
+        f"cosmic-ray generated {rep.generated} mutants of the reference's core modules; a uniform "
+        f"sample of {len(rep.mutants)} (seed {rep.seed}) was each verified with the `dev` profile.",
+        "",
+        "| tried | killed | timed out (killed) | incompetent | survived | equivalent | unreachable "
+        "| missed | score (killed of non-equivalent) |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| {len(rep.mutants)} | {rep.count('killed')} | {rep.count('timeout')} | {rep.count('incompetent')} "
+        f"| {len(rep.survivors)} | {len(rep.classified('equivalent'))} | "
+        f"{len(rep.classified('unreachable'))} | {len(rep.classified('missed'))} | {score} |",
+        "",
+    ]
+    if rep.unclassified:
+        lines += [f"**{len(rep.unclassified)} survivors are not classified**: add each key below to "
+                  f"`{CLASSIFICATION}` with a class ({', '.join(CLASSES)}) and a reason.", ""]
+    lines += ["## Survivors", ""]
+    for m in rep.survivors:
+        entry = rep.classification.get(m.key) or {}
+        lines += [f"### `{m.key}`: {entry.get('class', 'UNCLASSIFIED')}", "",
+                  entry.get("reason", "(no reason given)"), "", "```diff", m.diff.strip(), "```", ""]
+    return "\n".join(lines)
+
+
+def write(rep: Report, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "generated-mutants.json").write_text(json.dumps(rep.to_dict(), indent=1) + "\n")
+    (out / "generated-mutants.md").write_text(markdown(rep))
+
+
+# -- running cosmic-ray ---------------------------------------------------------------------------
+
+
+def _config(test_command: str, timeout: float) -> str:
+    modules = ", ".join(json.dumps(m) for m in CORE_MODULES)
+    return (
+        "[cosmic-ray]\n"
+        f"module-path = [{modules}]\n"
+        f"timeout = {timeout}\n"
+        "excluded-modules = []\n"
+        f"test-command = {json.dumps(test_command)}\n"
+        "[cosmic-ray.distributor]\n"
+        'name = "local"\n'
+    )
+
+
+def _cosmic_ray(*args: str, cwd: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "cosmic_ray.cli", *args], cwd=cwd, capture_output=True,
+                          text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"cosmic-ray {args[0]} exited {done.returncode}: {done.stderr.strip()[-2000:]}")
+
+
+def run(root: Path, *, sample: int = SAMPLE, seed: int = SEED, timeout: float = TIMEOUT,
+        progress: Callable[[str], None] | None = None) -> tuple[int, list[Mutant]]:
+    """Generate every mutant of `CORE_MODULES` in a copy of `root`, run a seeded sample of
+    `sample` of them, and return (number generated, the sample's results)."""
+    try:
+        from cosmic_ray.work_db import WorkDB, use_db
+        from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
+    except ImportError as exc:
+        raise RuntimeError("cosmic-ray is not installed: pip install 'streamspec[mutation]'") from exc
+    say = progress or (lambda _line: None)
+    with tempfile.TemporaryDirectory(prefix="streamspec-generated-") as tmp:
+        tree = Path(tmp) / "tree"
+        tree.mkdir()
+        for name in _TREE:
+            src = root / name
+            if src.is_dir():
+                shutil.copytree(src, tree / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            elif src.exists():
+                shutil.copy2(src, tree / name)
+        out = Path(tmp) / "verify"
+        command = (f"{sys.executable} -m streamspec verify --sut reference --profile dev --seed 0 "
+                   f"--no-corpus --no-repro --out {out}")
+        (tree / "cosmic-ray.toml").write_text(_config(command, timeout))
+        session = tree / "session.sqlite"
+        _cosmic_ray("init", "cosmic-ray.toml", str(session), cwd=tree)
+        with use_db(str(session), WorkDB.Mode.open) as db:
+            items = sorted(db.work_items, key=lambda w: w.job_id)
+            generated = len(items)
+            chosen = set(w.job_id for w in random.Random(seed).sample(items, min(sample, generated)))
+            for item in items:
+                if item.job_id not in chosen:
+                    db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
+        say(f"cosmic-ray generated {generated} mutants; running {len(chosen)} of them (seed {seed})")
+        _cosmic_ray("exec", "cosmic-ray.toml", str(session), cwd=tree)
+        mutants: list[Mutant] = []
+        with use_db(str(session), WorkDB.Mode.open) as db:
+            for item, result in db.completed_work_items:
+                if item.job_id not in chosen:
+                    continue
+                spec = item.mutations[0]
+                if result.test_outcome == TestOutcome.SURVIVED:
+                    outcome = "survived"
+                elif result.test_outcome == TestOutcome.INCOMPETENT or result.test_outcome is None:
+                    outcome = "incompetent"
+                else:
+                    outcome = "timeout" if (result.output or "").strip() == "timeout" else "killed"
+                mutants.append(Mutant(str(spec.module_path), spec.start_pos[0], spec.operator_name,
+                                      spec.occurrence, outcome, result.diff or "",
+                                      "\n".join((result.output or "").strip().splitlines()[-3:])))
+    return generated, mutants
+
+
+def main(root: Path, out: Path, *, sample: int, seed: int, timeout: float,
+         progress: Callable[[str], None]) -> int:
+    """Run, report against the committed classification, write `out`; 1 if a survivor is not
+    classified, else 0."""
+    classification = load_classification(root / CLASSIFICATION)
+    generated, mutants = run(root, sample=sample, seed=seed, timeout=timeout, progress=progress)
+    rep = report(generated, mutants, classification, sample=sample, seed=seed)
+    write(rep, out)
+    progress(f"{len(rep.mutants)} tried: {rep.count('killed') + rep.count('timeout')} killed, "
+             f"{len(rep.survivors)} survived ({len(rep.unclassified)} unclassified); "
+             f"report: {out / 'generated-mutants.md'}")
+    return 1 if rep.unclassified else 0
+
+
+def rereport(root: Path, results: Path, out: Path) -> int:
+    """Report a finished run's results (its generated-mutants.json) against the classification as it
+    is now: classify survivors without running everything again."""
+    data = json.loads(results.read_text())
+    fields: Sequence[str] = ("module", "line", "operator", "occurrence", "outcome", "diff", "output")
+    mutants = [Mutant(**{f: m[f] for f in fields}) for m in data["mutants"]]
+    rep = report(data["generated"], mutants, load_classification(root / CLASSIFICATION),
+                 sample=data["sample"], seed=data["seed"])
+    write(rep, out)
+    return 1 if rep.unclassified else 0
