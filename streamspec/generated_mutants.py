@@ -16,6 +16,7 @@ checkout is never mutated; `report` only reads results, so it is tested without 
 
 from __future__ import annotations
 
+import ast
 import json
 import random
 import shutil
@@ -80,6 +81,8 @@ class Report:
     classification: dict[str, dict[str, str]]
     sample: int
     seed: int
+    annotated: int = 0
+    """Generated mutants inside annotations: equivalent by construction, set aside, not run."""
 
     def count(self, outcome: str) -> int:
         return sum(1 for m in self.mutants if m.outcome == outcome)
@@ -110,6 +113,7 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": "streamspec.generated-mutants", "version": 1, "generated": self.generated,
+            "in_annotations": self.annotated,
             "sample": self.sample, "seed": self.seed, "tried": len(self.mutants),
             "killed": self.count("killed"), "timeout": self.count("timeout"),
             "incompetent": self.count("incompetent"), "survived": len(self.survivors),
@@ -136,9 +140,9 @@ def load_classification(path: Path) -> dict[str, dict[str, str]]:
 
 
 def report(generated: int, mutants: Iterable[Mutant], classification: dict[str, dict[str, str]], *,
-           sample: int = SAMPLE, seed: int = SEED) -> Report:
+           sample: int = SAMPLE, seed: int = SEED, annotated: int = 0) -> Report:
     return Report(generated, sorted(mutants, key=lambda m: (m.module, m.line, m.operator, m.occurrence)),
-                  classification, sample, seed)
+                  classification, sample, seed, annotated)
 
 
 def markdown(rep: Report) -> str:
@@ -146,8 +150,11 @@ def markdown(rep: Report) -> str:
     lines = [
         "# Generated mutants of the reference",
         "",
-        f"cosmic-ray generated {rep.generated} mutants of the reference's core modules; a uniform "
-        f"sample of {len(rep.mutants)} (seed {rep.seed}) was each verified with the `dev` profile.",
+        f"cosmic-ray generated {rep.generated} mutants of the reference's core modules. "
+        f"{rep.annotated} of them change an annotation, which `from __future__ import annotations` "
+        "leaves a string never evaluated: equivalent by construction, they are not run. Of the "
+        f"others a uniform sample of {len(rep.mutants)} (seed {rep.seed}) was each verified with "
+        "the `dev` profile (exit 0: survived).",
         "",
         "| tried | killed | timed out (killed) | incompetent | survived | equivalent | unreachable "
         "| missed | score (killed of non-equivalent) |",
@@ -197,10 +204,36 @@ def _cosmic_ray(*args: str, cwd: Path) -> None:
         raise RuntimeError(f"cosmic-ray {args[0]} exited {done.returncode}: {done.stderr.strip()[-2000:]}")
 
 
+def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """(start, end) (line, column) of every annotation in `source`. Under ``from __future__ import
+    annotations`` (every core module) an annotation is a string never evaluated: a mutant inside
+    one is equivalent by construction, so it is set aside before sampling rather than run."""
+    spans = []
+    for node in ast.walk(ast.parse(source)):
+        annotations = []
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            annotations.append(node.returns)
+            args = node.args
+            annotations += [a.annotation for a in (*args.posonlyargs, *args.args, *args.kwonlyargs,
+                                                    args.vararg, args.kwarg) if a is not None]
+        elif isinstance(node, ast.AnnAssign):
+            annotations.append(node.annotation)
+        for a in annotations:
+            if a is not None and a.end_lineno is not None and a.end_col_offset is not None:
+                spans.append(((a.lineno, a.col_offset), (a.end_lineno, a.end_col_offset)))
+    return spans
+
+
+def _in_annotation(spans: list[tuple[tuple[int, int], tuple[int, int]]], start: tuple[int, int],
+                   end: tuple[int, int]) -> bool:
+    return any(s <= start and end <= e for s, e in spans)
+
+
 def run(root: Path, *, sample: int = SAMPLE, seed: int = SEED, timeout: float = TIMEOUT,
-        progress: Callable[[str], None] | None = None) -> tuple[int, list[Mutant]]:
+        progress: Callable[[str], None] | None = None) -> tuple[int, int, list[Mutant]]:
     """Generate every mutant of `CORE_MODULES` in a copy of `root`, run a seeded sample of
-    `sample` of them, and return (number generated, the sample's results)."""
+    `sample` of those outside annotations, and return (number generated, number in annotations,
+    the sample's results)."""
     try:
         from cosmic_ray.work_db import WorkDB, use_db
         from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
@@ -222,14 +255,22 @@ def run(root: Path, *, sample: int = SAMPLE, seed: int = SEED, timeout: float = 
         (tree / "cosmic-ray.toml").write_text(_config(command, timeout))
         session = tree / "session.sqlite"
         _cosmic_ray("init", "cosmic-ray.toml", str(session), cwd=tree)
+        # cosmic-ray's paths are relative to the tree, and its positions 1-based lines, 0-based
+        # columns, as the ast module's.
+        spans = {m: annotation_spans((tree / m).read_text()) for m in CORE_MODULES}
         with use_db(str(session), WorkDB.Mode.open) as db:
             items = sorted(db.work_items, key=lambda w: w.job_id)
             generated = len(items)
-            chosen = set(w.job_id for w in random.Random(seed).sample(items, min(sample, generated)))
+            candidates = [w for w in items if not _in_annotation(
+                spans.get(str(w.mutations[0].module_path), []),
+                tuple(w.mutations[0].start_pos), tuple(w.mutations[0].end_pos))]
+            annotated = generated - len(candidates)
+            chosen = {w.job_id for w in random.Random(seed).sample(candidates, min(sample, len(candidates)))}
             for item in items:
                 if item.job_id not in chosen:
                     db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
-        say(f"cosmic-ray generated {generated} mutants; running {len(chosen)} of them (seed {seed})")
+        say(f"cosmic-ray generated {generated} mutants, {annotated} of them in annotations (equivalent: "
+            f"not run); running {len(chosen)} of the others (seed {seed})")
         _cosmic_ray("exec", "cosmic-ray.toml", str(session), cwd=tree)
         mutants: list[Mutant] = []
         with use_db(str(session), WorkDB.Mode.open) as db:
@@ -246,7 +287,7 @@ def run(root: Path, *, sample: int = SAMPLE, seed: int = SEED, timeout: float = 
                 mutants.append(Mutant(str(spec.module_path), spec.start_pos[0], spec.operator_name,
                                       spec.occurrence, outcome, result.diff or "",
                                       "\n".join((result.output or "").strip().splitlines()[-3:])))
-    return generated, mutants
+    return generated, annotated, mutants
 
 
 def main(root: Path, out: Path, *, sample: int, seed: int, timeout: float,
@@ -254,8 +295,8 @@ def main(root: Path, out: Path, *, sample: int, seed: int, timeout: float,
     """Run, report against the committed classification, write `out`; 1 if a survivor is not
     classified, else 0."""
     classification = load_classification(root / CLASSIFICATION)
-    generated, mutants = run(root, sample=sample, seed=seed, timeout=timeout, progress=progress)
-    rep = report(generated, mutants, classification, sample=sample, seed=seed)
+    generated, annotated, mutants = run(root, sample=sample, seed=seed, timeout=timeout, progress=progress)
+    rep = report(generated, mutants, classification, sample=sample, seed=seed, annotated=annotated)
     write(rep, out)
     progress(f"{len(rep.mutants)} tried: {rep.count('killed') + rep.count('timeout')} killed, "
              f"{len(rep.survivors)} survived ({len(rep.unclassified)} unclassified); "
@@ -270,6 +311,6 @@ def rereport(root: Path, results: Path, out: Path) -> int:
     fields: Sequence[str] = ("module", "line", "operator", "occurrence", "outcome", "diff", "output")
     mutants = [Mutant(**{f: m[f] for f in fields}) for m in data["mutants"]]
     rep = report(data["generated"], mutants, load_classification(root / CLASSIFICATION),
-                 sample=data["sample"], seed=data["seed"])
+                 sample=data["sample"], seed=data["seed"], annotated=data.get("in_annotations", 0))
     write(rep, out)
     return 1 if rep.unclassified else 0
