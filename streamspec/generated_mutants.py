@@ -45,6 +45,8 @@ CORE_MODULES = (
 """What runs a task and serves its clients; not the views, the server or the settings."""
 
 CLASSES = ("equivalent", "unreachable", "missed")
+NOT_EXECUTED = ("its line is never executed by the unmutated dev-profile search (coverage): nothing "
+                "can detect it")
 CLASSIFICATION = Path("baselines/generated-mutants.json")
 SAMPLE, SEED, TIMEOUT = 220, 0, 240.0
 """Mutants run (of all generated), the sampling seed, seconds per verify (a timeout kills)."""
@@ -60,7 +62,8 @@ class Mutant:
     operator: str
     occurrence: int
     outcome: str
-    """``killed``, ``survived``, ``timeout`` (killed: a hang is a violation) or ``incompetent``."""
+    """``killed``, ``survived``, ``timeout`` (killed: a hang is a violation), ``incompetent``, or
+    ``not_executed`` (its line never runs in the search: not run, it cannot be detected)."""
     diff: str = ""
     output: str = ""
 
@@ -100,7 +103,13 @@ class Report:
         return [m for m in self.survivors if self.class_of(m) not in CLASSES]
 
     def classified(self, cls: str) -> list[Mutant]:
-        return [m for m in self.survivors if self.class_of(m) == cls]
+        """Survivors of class `cls`; for ``unreachable``, with the mutants whose line never runs."""
+        found = [m for m in self.survivors if self.class_of(m) == cls]
+        return found + self.not_executed if cls == "unreachable" else found
+
+    @property
+    def not_executed(self) -> list[Mutant]:
+        return [m for m in self.mutants if m.outcome == "not_executed"]
 
     @property
     def score(self) -> float | None:
@@ -116,12 +125,15 @@ class Report:
             "in_annotations": self.annotated,
             "sample": self.sample, "seed": self.seed, "tried": len(self.mutants),
             "killed": self.count("killed"), "timeout": self.count("timeout"),
-            "incompetent": self.count("incompetent"), "survived": len(self.survivors),
+            "incompetent": self.count("incompetent"), "not_executed": len(self.not_executed),
+            "survived": len(self.survivors),
             "equivalent": len(self.classified("equivalent")),
             "unreachable": len(self.classified("unreachable")), "missed": len(self.classified("missed")),
             "unclassified": [m.key for m in self.unclassified], "score": self.score,
-            "mutants": [{**asdict(m), "key": m.key, "class": self.class_of(m),
-                         "reason": (self.classification.get(m.key) or {}).get("reason")}
+            "mutants": [{**asdict(m), "key": m.key,
+                         "class": "unreachable" if m.outcome == "not_executed" else self.class_of(m),
+                         "reason": NOT_EXECUTED if m.outcome == "not_executed"
+                         else (self.classification.get(m.key) or {}).get("reason")}
                         for m in self.mutants],
         }
 
@@ -156,18 +168,21 @@ def markdown(rep: Report) -> str:
         f"others a uniform sample of {len(rep.mutants)} (seed {rep.seed}) was each verified with "
         "the `dev` profile (exit 0: survived).",
         "",
-        "| tried | killed | timed out (killed) | incompetent | survived | equivalent | unreachable "
-        "| missed | score (killed of non-equivalent) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| tried | killed | timed out (killed) | incompetent | line never executed | ran and survived "
+        "| equivalent | unreachable (never executed included) | missed | score (killed of non-equivalent) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         f"| {len(rep.mutants)} | {rep.count('killed')} | {rep.count('timeout')} | {rep.count('incompetent')} "
-        f"| {len(rep.survivors)} | {len(rep.classified('equivalent'))} | "
+        f"| {len(rep.not_executed)} | {len(rep.survivors)} | {len(rep.classified('equivalent'))} | "
         f"{len(rep.classified('unreachable'))} | {len(rep.classified('missed'))} | {score} |",
         "",
     ]
     if rep.unclassified:
         lines += [f"**{len(rep.unclassified)} survivors are not classified**: add each key below to "
                   f"`{CLASSIFICATION}` with a class ({', '.join(CLASSES)}) and a reason.", ""]
-    lines += ["## Survivors", ""]
+    if rep.not_executed:
+        lines += ["## Never executed", "", f"Unreachable: {NOT_EXECUTED}.", ""]
+        lines += [f"- `{m.key}`" for m in rep.not_executed] + [""]
+    lines += ["## Survivors that ran", ""]
     for m in rep.survivors:
         entry = rep.classification.get(m.key) or {}
         lines += [f"### `{m.key}`: {entry.get('class', 'UNCLASSIFIED')}", "",
@@ -229,6 +244,40 @@ def _in_annotation(spans: list[tuple[tuple[int, int], tuple[int, int]]], start: 
     return any(s <= start and end <= e for s, e in spans)
 
 
+def _executed_lines(tree: Path, command: str) -> dict[str, set[int]]:
+    """Per core module, the lines one run of `command` (the unmutated verify) executes."""
+    data = tree / ".coverage-generated"
+    # A configuration of its own: the project's (pyproject.toml) measures subprocesses, which
+    # splits the data into parallel files.
+    rcfile = tree / ".coveragerc-generated"
+    rcfile.write_text("[run]\nsource = reference_impl/streaming\n")
+    args = command.split()
+    python, rest = args[0], args[1:]
+    done = subprocess.run([python, "-m", "coverage", "run", f"--rcfile={rcfile}", f"--data-file={data}",
+                           *rest], cwd=tree, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the unmutated verify failed under coverage (exit {done.returncode}): "
+                           f"{(done.stdout + done.stderr).strip()[-2000:]}")
+    import coverage
+
+    cov = coverage.Coverage(data_file=str(data), config_file=str(rcfile))
+    cov.load()
+    measured = cov.get_data()
+    lines: dict[str, set[int]] = {}
+    for module in CORE_MODULES:
+        ran = set(measured.lines(str((tree / module).resolve())) or ())
+        # Coverage counts a statement at its first line: a mutant on a continuation line ran when
+        # the innermost statement around it did.
+        nodes = ast.walk(ast.parse((tree / module).read_text()))
+        spans = [(n.lineno, n.end_lineno or n.lineno) for n in nodes if isinstance(n, ast.stmt)]
+        lines[module] = {
+            line for first, last in spans if first in ran for line in range(first, last + 1)
+            # a line inside a nested statement is that statement's to answer for
+            if line == first or not any(first < f <= line <= e for f, e in spans)
+        }
+    return lines
+
+
 def run(root: Path, *, sample: int = SAMPLE, seed: int = SEED, timeout: float = TIMEOUT,
         progress: Callable[[str], None] | None = None) -> tuple[int, int, list[Mutant]]:
     """Generate every mutant of `CORE_MODULES` in a copy of `root`, run a seeded sample of
@@ -236,7 +285,7 @@ def run(root: Path, *, sample: int = SAMPLE, seed: int = SEED, timeout: float = 
     the sample's results)."""
     try:
         from cosmic_ray.work_db import WorkDB, use_db
-        from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
+        from cosmic_ray.work_item import MutationSpec, TestOutcome, WorkerOutcome, WorkResult
     except ImportError as exc:
         raise RuntimeError("cosmic-ray is not installed: pip install 'streamspec[mutation]'") from exc
     say = progress or (lambda _line: None)
@@ -255,6 +304,8 @@ def run(root: Path, *, sample: int = SAMPLE, seed: int = SEED, timeout: float = 
         (tree / "cosmic-ray.toml").write_text(_config(command, timeout))
         session = tree / "session.sqlite"
         _cosmic_ray("init", "cosmic-ray.toml", str(session), cwd=tree)
+        say("measuring which lines the unmutated search executes (coverage of one dev verify)")
+        executed = _executed_lines(tree, command)
         # cosmic-ray's paths are relative to the tree, and its positions 1-based lines, 0-based
         # columns, as the ast module's.
         spans = {m: annotation_spans((tree / m).read_text()) for m in CORE_MODULES}
@@ -266,16 +317,25 @@ def run(root: Path, *, sample: int = SAMPLE, seed: int = SEED, timeout: float = 
                 tuple(w.mutations[0].start_pos), tuple(w.mutations[0].end_pos))]
             annotated = generated - len(candidates)
             chosen = {w.job_id for w in random.Random(seed).sample(candidates, min(sample, len(candidates)))}
+            # A sampled mutant on a line the search never executes cannot be detected: it is
+            # recorded as such (it counts against the score) rather than run.
+            unexecuted: dict[str, MutationSpec] = {}
             for item in items:
-                if item.job_id not in chosen:
+                spec = item.mutations[0]
+                ran = executed.get(str(spec.module_path), set())
+                if item.job_id in chosen and spec.start_pos[0] not in ran:
+                    unexecuted[item.job_id] = spec
+                if item.job_id not in chosen or item.job_id in unexecuted:
                     db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
         say(f"cosmic-ray generated {generated} mutants, {annotated} of them in annotations (equivalent: "
-            f"not run); running {len(chosen)} of the others (seed {seed})")
+            f"not run); sampled {len(chosen)} of the others (seed {seed}), {len(unexecuted)} of them on "
+            f"lines the search never executes; running {len(chosen) - len(unexecuted)}")
         _cosmic_ray("exec", "cosmic-ray.toml", str(session), cwd=tree)
-        mutants: list[Mutant] = []
+        mutants = [Mutant(str(spec.module_path), spec.start_pos[0], spec.operator_name, spec.occurrence,
+                          "not_executed") for spec in unexecuted.values()]
         with use_db(str(session), WorkDB.Mode.open) as db:
             for item, result in db.completed_work_items:
-                if item.job_id not in chosen:
+                if item.job_id not in chosen or item.job_id in unexecuted:
                     continue
                 spec = item.mutations[0]
                 if result.test_outcome == TestOutcome.SURVIVED:
