@@ -23,7 +23,9 @@ def takeover_progress(history: History) -> float:
     that; 3 a client joined it afterwards in a process that had no client of it before; 4 the task
     then resumed in that client's process before the client had received anything (its lookup
     took the task over, rather than following it: the state where S7.2's replay is judged); 5
-    clients joined so in two processes (both may take the task over: S7's "at most once")."""
+    clients joined so in two processes (both may take the task over: S7's "at most once"); 6 time
+    passed after that (a relaying process polls the row, and takes it over too if its lease still
+    looks abandoned)."""
     best = 0
     for crash in history.crashes():
         for task in unfinished_at(history, crash):
@@ -40,7 +42,13 @@ def takeover_progress(history: History) -> float:
                        and not any(d.index < r.start for d in a.task_deliveries())
                        for a in joins for r in history.runs(task)):
                     score += 1
-                    score += len({a.process for a in joins}) > 1
+                    processes = {a.process: a.joined_from for a in joins}
+                    if len(processes) > 1:
+                        score += 1
+                        # Time passing once both joined: a process that follows the task polls
+                        # its row and may take it over too, while the lease looks abandoned.
+                        both = sorted(processes.values())[1]
+                        score += any(w.invoke.index > both for w in history.ops("wait"))
             best = max(best, score)
     return float(best)
 

@@ -251,6 +251,19 @@ def s5_row_not_completed() -> Case:
     return s.end(), (finish, snap)
 
 
+def s5_end_of_a_task_that_never_ran() -> Case:
+    """The task's claim failed before process() ran; the coordinator told its client 'error' and
+    stored nothing: the client stops listening to a task that is still pending."""
+    s = Scenario()
+    s.create("T1", "obj1")
+    join = s.attach("c1", "T1", via="obj1").invoke
+    s.start("T1", via="obj1")
+    told = s.deliver("c1", "T1", None, "error")
+    s.end_stream("c1")
+    s.snapshot(persisted={"T1": row("pending")})
+    return s.end(), (join, told)
+
+
 def _failed(s: Scenario, clients: tuple[str, ...] = ("c1",)) -> int:
     """T1 raises after event 1; `clients` get the error. Returns the error Send's index."""
     started(s, clients=clients)
@@ -313,6 +326,21 @@ def s7_resumed_twice() -> Case:
     crash, _ = _crashed(s)
     with s.on("p1"):
         first = s.enter("T1", "obj2")
+    with s.on("p2"):
+        second = s.enter("T1", "obj3")
+    return s.end("bound"), (crash, first, second)
+
+
+def s7_resumed_twice_after_dying_unstarted() -> Case:
+    """p0 was asked to start T1 and died before process() began (its claim of the row may stand):
+    two other processes both resume it."""
+    s = Scenario()
+    s.create("T1", "obj1")
+    s.start("T1", via="obj1")
+    crash = s.crash("p0")
+    with s.on("p1"):
+        first = s.enter("T1", "obj2")
+        s.exit("T1", "obj2")
     with s.on("p2"):
         second = s.enter("T1", "obj3")
     return s.end("bound"), (crash, first, second)
@@ -432,12 +460,14 @@ VIOLATIONS: list[tuple[str, Callable[[], Case], list[str]]] = [
     ("S5", s5_stream_never_ends, ["client c1 received the terminal event", "stream never ended"]),
     ("S5", s5_late_joiner_gets_old_event, ["client c2 joined after T1 finished", "first event was 1"]),
     ("S5", s5_completed_task_runs_again, ["ran process() again on obj2"]),
+    ("S5", s5_end_of_a_task_that_never_ran, ["client c1 received 'error' for T1", "T1 never finished"]),
     ("S5", s5_row_not_completed, ["reports its row as 'running'"]),
     ("S6", s6_row_not_failed, ["T1 failed at #", "row as 'completed' with error None"]),
     ("S6", s6_client_told_complete, ["client c2 received 'complete' for T1, which failed"]),
     ("S6", s6_joiner_never_told, ["client c2 joined after T1 failed", "never received the error"]),
     ("S6", s6_failed_task_runs_again, ["ran process() again on obj2 (p0)"]),
     ("S7", s7_resumed_twice, ["T1 entered process() 2 times after p0 crashed", "obj2 (p1", "obj3 (p2"]),
+    ("S7", s7_resumed_twice_after_dying_unstarted, ["T1 entered process() 2 times after p0 crashed"]),
     ("S7", s7_joiner_hangs, ["client c2 joined T1", "neither finished nor running"]),
     ("S7", s7_joiner_hangs_reported_by_the_harness, ["client c2", "(the run hung with it waiting)"]),
     ("S7.2", s7_2_persisted_event_is_stale, ["persisted last event as 1, but event 2 was the last"]),

@@ -24,11 +24,31 @@ def _takeover(stage: int) -> float:
         with s.on("p2"):
             s.attach("c2", "T1", via="obj3")
             s.enter("T1", "obj3")
+    if stage >= 6:
+        s.call("wait", None, at="harness", seconds=1.0)
     return takeover_progress(s.end("bound"))
 
 
 def test_each_stage_of_a_takeover_scores_one_more():
-    assert [_takeover(stage) for stage in range(1, 6)] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert [_takeover(stage) for stage in range(1, 7)] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+
+
+def test_time_passing_before_the_second_join_is_no_sixth_stage():
+    s = Scenario()
+    s.create("T1", "obj1")
+    s.start("T1", via="obj1")
+    s.enter("T1", "obj1")
+    s.send("T1")
+    s.sent("T1", 1)
+    s.crash("p0")
+    with s.on("p1"):
+        s.attach("c1", "T1", via="obj2")
+        s.enter("T1", "obj2")
+    s.call("wait", None, at="harness", seconds=1.0)
+    with s.on("p2"):
+        s.attach("c2", "T1", via="obj3")
+        s.enter("T1", "obj3")
+    assert takeover_progress(s.end("bound")) == 5.0
 
 
 def test_no_death_no_score():

@@ -64,12 +64,31 @@ def _check_client(judge: Judge, history: History, a: Attachment, finish: Finish)
         )
 
 
+def _check_no_false_end(judge: Judge, history: History, task: str) -> None:
+    """A task that never finished (no terminal event sent, no run of process() returned or raised)
+    has no end to announce: a client told it ended stops listening to a task that may still run,
+    or that never ran at all. Storage counts too: a row persisted as finished is an end."""
+    found = history.persisted(task)
+    if found is not None and found[1].status in ("completed", "failed"):
+        return
+    for a in history.attachments(task):
+        end = next((d for d in a.task_deliveries() if d.event_type in STATE_TYPES), None)
+        if end is not None:
+            judge.fail(
+                f"client {a.client} received {end.event_type!r} for {task} at #{end.index}, but {task} "
+                "never finished: no terminal event was sent, no run of process() returned or raised, "
+                "and its row is not stored as finished",
+                a.joined_from, end.index,
+            )
+
+
 def check(history: History) -> ClauseResult:
     judge = Judge(CLAUSE_ID, history)
     judge.note("'the coordinator forgets finished tasks' is judged by S8 from the resource counts")
     for task in history.tasks():
         finish = history.finish(task)
         if finish is None:
+            _check_no_false_end(judge, history, task)
             continue
         judge.saw("finished tasks")
         for a in history.attachments(task):

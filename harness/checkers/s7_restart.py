@@ -9,17 +9,26 @@ CLAUSE_ID = "S7"
 
 
 def unfinished_at(history: History, crash: Fault) -> list[str]:
-    """Tasks whose process() was running in the crashed process when it crashed, unfinished then.
+    """Tasks the crashed process was running when it crashed, unfinished then: process() was
+    running there, or the process had been asked to start the task and died before process() began
+    anywhere (it may have claimed the row already, and left a lease to run out).
 
     A task that never started, or ran in a process that survived, is not the crash's business."""
-    return [
-        t for t in history.tasks()
-        if ((f := history.finish(t)) is None or f.index > crash.index)
-        and any(
-            r.process == crash.process and r.start < crash.index and (r.end is None or r.end >= crash.index)
-            for r in history.runs(t)
+    found = []
+    for t in history.tasks():
+        finish = history.finish(t)
+        if finish is not None and finish.index < crash.index:
+            continue
+        runs = history.runs(t)
+        ran_here = any(r.process == crash.process and r.start < crash.index
+                       and (r.end is None or r.end >= crash.index) for r in runs)
+        starts = history.ops("start", task=t)
+        starting_here = not any(r.start < crash.index for r in runs) and any(
+            o.invoke.process == crash.process and o.invoke.index < crash.index for o in starts
         )
-    ]
+        if ran_here or starting_here:
+            found.append(t)
+    return found
 
 
 def _died(fault: Fault) -> str:
