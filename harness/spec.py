@@ -237,7 +237,9 @@ CLAUSES: tuple[Clause, ...] = (
         violation=(
             "A client connected before the end misses the terminal event, receives anything after it, "
             "or its stream never ends; a later joiner's first event is not the final state; a "
-            "completed task enters process() again or is not persisted as completed."
+            "completed task enters process() again or is not persisted as completed; a client receives "
+            "a terminal event or final state of a task that never finished (no terminal event sent, "
+            "no run of process() returned or raised, no finished row)."
         ),
         rationale=(
             "Clients decide when to stop listening from the terminal event; without it they hang, and "
@@ -317,9 +319,10 @@ CLAUSES: tuple[Clause, ...] = (
             "task that nothing will run."
         ),
         judging=(
-            "Tasks are judged per crash: those that had not finished when the process crashed. A "
-            "joiner is waiting if its stream never ended and it neither detached nor lost its own "
-            "process. Resuming is allowed but not required."
+            "Tasks are judged per crash: those that had not finished when the process crashed, whose "
+            "process() was running there, or that it had been asked to start before process() began "
+            "anywhere (its claim of the row may stand). A joiner is waiting if its stream never ended "
+            "and it neither detached nor lost its own process. Resuming is allowed but not required."
         ),
         needs_end=True,
         checker="s7_restart",
