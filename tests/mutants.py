@@ -362,18 +362,21 @@ CATALOGUE: tuple[Mutant, ...] = (
            "Lookups are keyed on the URL's strings: a row spelled another way (model name in other "
            "letter case, pk with a leading zero) is loaded afresh instead of returning the running "
            "object", _lookup_keyed_on_raw_strings),
-    Mutant("takeover_keeps_the_dead_lease", "S7",
-           "Taking over a dead owner's task writes the new owner but not a new lease: until the "
-           "first renewal another process takes it over again and resumes it a second time",
-           _takeover_keeps_the_dead_lease),
     Mutant("resume_without_replay", "S7.2",
            "A task resumed after a crash continues its numbering from the log but does not replay "
            "the last logged event to joiners", _resume_without_replay),
 )
-CLAUSE_TEST_MUTANTS: tuple[Mutant, ...] = ()
+CLAUSE_TEST_MUTANTS: tuple[Mutant, ...] = (
+    Mutant("takeover_keeps_the_dead_lease", "S7",
+           "Taking over a dead owner's task writes the new owner but not a new lease: until the "
+           "first renewal another process takes it over again and resumes it a second time",
+           _takeover_keeps_the_dead_lease),
+)
 """Mutants that only the clause tests of tests/test_reference_clauses.py kill, because the ci
-search does not reach them: kept out of the matrix's CATALOGUE (which fails on a survivor). Empty
-since the takeovers family and its wait step reach the restart mutants."""
+search does not reach them reliably: kept out of the matrix's CATALOGUE (which fails on a
+survivor). takeover_keeps_the_dead_lease needs two processes to take a task over within one
+heartbeat of each other after its owner died: the takeovers family found it on 1 of the first 3
+seeds of `streamspec power` (ci profile), and not on seed 0, the matrix's."""
 BY_NAME = {m.name: m for m in (*CATALOGUE, *CLAUSE_TEST_MUTANTS)}
 
 
