@@ -116,7 +116,10 @@ def test_state_machine_examples_replay_byte_for_byte(sut_adapter):
 def test_family_runs_alone(sut_adapter, family):
     result = verify(sut_adapter, families=[family], profile="dev", seed=SEED, clauses={"S8.2"})
     assert set(result.examples) == {family}
-    assert result.examples[family] >= PROFILES["dev"].max_examples // 2
+    # Its share of the profile, unless it found the clause it looked for first (slow_readers finds
+    # S8.2 in upstream within a few examples).
+    share = int(PROFILES["dev"].max_examples * min(FAMILIES[family].budget, 1.0)) // 2
+    assert result.examples[family] >= share or result.clauses["S8.2"].verdict == "fail", result.examples
     assert result.stats["interleavings_per_family"][family] > 1
     assert result.clauses["S8.2"].verdict in ("pass", "fail")
 
@@ -202,7 +205,9 @@ def test_ci_profile_verdicts(sut_adapter):
         assert result.clauses[clause].verdict == "fail", f"{clause} not found\n{summary}"
     s4_across = result.clauses["S4"].variants.get("S4:processes")
     assert s4_across is not None, f"S4 across two processes not found\n{summary}"
-    assert len({s["process"] for s in s4_across.program if "process" in s} | {0}) >= 2
+    # Two processes entered process() (the program may name one: a restart makes the other).
+    entered = {r.process for r in s4_across.outcome.history.records if r.kind == "process_enter"}
+    assert len(entered) >= 2, (entered, s4_across.program)
     for clause in ACCEPTANCE:
         failure = result.clauses[clause].failure
         # A family's opening steps (the takeovers family starts with a running task in one of three
