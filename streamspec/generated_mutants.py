@@ -212,11 +212,26 @@ def _config(test_command: str, timeout: float) -> str:
     )
 
 
-def _cosmic_ray(*args: str, cwd: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "cosmic_ray.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"cosmic-ray {args[0]} exited {done.returncode}: {done.stderr.strip()[-2000:]}")
+def _cosmic_ray(*args: str, cwd: Path, every: Callable[[], None] | None = None) -> None:
+    """Run a cosmic-ray command in `cwd`; `every` is called every 30 s while it runs (progress)."""
+    with tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen([sys.executable, "-m", "cosmic_ray.cli", *args], cwd=cwd,
+                                 stdout=subprocess.DEVNULL, stderr=err, text=True)
+        try:
+            while True:
+                try:
+                    code = child.wait(timeout=30)
+                    break
+                except subprocess.TimeoutExpired:
+                    if every is not None:
+                        every()
+        except BaseException:  # interrupted: no mutation run left behind (cosmic-ray restores the file)
+            child.terminate()
+            child.wait()
+            raise
+        if code != 0:
+            err.seek(0)
+            raise RuntimeError(f"cosmic-ray {args[0]} exited {code}: {err.read().strip()[-2000:]}")
 
 
 def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
@@ -330,7 +345,16 @@ def run(root: Path, *, sample: int = SAMPLE, seed: int = SEED, timeout: float = 
         say(f"cosmic-ray generated {generated} mutants, {annotated} of them in annotations (equivalent: "
             f"not run); sampled {len(chosen)} of the others (seed {seed}), {len(unexecuted)} of them on "
             f"lines the search never executes; running {len(chosen) - len(unexecuted)}")
-        _cosmic_ray("exec", "cosmic-ray.toml", str(session), cwd=tree)
+        to_run = len(chosen) - len(unexecuted)
+
+        def progress() -> None:
+            with use_db(str(session), WorkDB.Mode.open) as db:
+                ran = sum(1 for item, result in db.completed_work_items
+                          if item.job_id in chosen and item.job_id not in unexecuted
+                          and result.worker_outcome != WorkerOutcome.SKIPPED)
+            say(f"{ran} of {to_run} mutants verified")
+
+        _cosmic_ray("exec", "cosmic-ray.toml", str(session), cwd=tree, every=progress)
         mutants = [Mutant(str(spec.module_path), spec.start_pos[0], spec.operator_name, spec.occurrence,
                           "not_executed") for spec in unexecuted.values()]
         with use_db(str(session), WorkDB.Mode.open) as db:
