@@ -70,8 +70,8 @@ BURST = MAX_CLIENT_BUFFER + 16
 implementation that documents no bound of its own."""
 BURST_DRAWS = 1
 """A flood's size is one draw: `FLOOD_MIN` to `FLOOD_MAX` events, or past them a `BURST`. Sizes
-grow with the drawn value, so the search can climb toward a burst (`scenarios.targets.backlog`).
-This many values past the ordinary sizes are bursts: one flood in twelve."""
+grow with the drawn value, so shrinking turns a burst into the smallest flood first. This many
+values past the ordinary sizes are bursts: one flood in twelve."""
 STALLED_BURST_DRAWS = FLOOD_MAX - FLOOD_MIN + 1
 """The same on a task with a client that stopped reading: one flood in two is a burst. Only there
 does a burst tell anything (a reading client drains it), and it costs a thousand sends."""
