@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import json
 import random
+import shlex
 import shutil
 import subprocess
 import sys
@@ -266,7 +267,7 @@ def _executed_lines(tree: Path, command: str) -> dict[str, set[int]]:
     # splits the data into parallel files.
     rcfile = tree / ".coveragerc-generated"
     rcfile.write_text("[run]\nsource = reference_impl/streaming\n")
-    args = command.split()
+    args = shlex.split(command)
     python, rest = args[0], args[1:]
     done = subprocess.run([python, "-m", "coverage", "run", f"--rcfile={rcfile}", f"--data-file={data}",
                            *rest], cwd=tree, capture_output=True, text=True, check=False)
@@ -314,8 +315,9 @@ def run(root: Path, *, sample: int = SAMPLE, seed: int = SEED, timeout: float = 
             elif src.exists():
                 shutil.copy2(src, tree / name)
         out = Path(tmp) / "verify"
-        command = (f"{sys.executable} -m streamspec verify --sut reference --profile dev --seed 0 "
-                   f"--no-corpus --no-repro --out {out}")
+        # cosmic-ray splits the command as a shell would.
+        command = (f"{shlex.quote(sys.executable)} -m streamspec verify --sut reference --profile dev "
+                   f"--seed 0 --no-corpus --no-repro --out {shlex.quote(str(out))}")
         (tree / "cosmic-ray.toml").write_text(_config(command, timeout))
         session = tree / "session.sqlite"
         _cosmic_ray("init", "cosmic-ray.toml", str(session), cwd=tree)
