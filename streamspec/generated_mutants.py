@@ -96,17 +96,24 @@ class Report:
         return [m for m in self.mutants if m.outcome == "survived"]
 
     def class_of(self, mutant: Mutant) -> str | None:
+        """Its class: unreachable for a mutant whose line never runs, else the committed one."""
+        if mutant.outcome == "not_executed":
+            return "unreachable"
         entry = self.classification.get(mutant.key)
         return entry.get("class") if entry else None
+
+    def reason_of(self, mutant: Mutant) -> str | None:
+        if mutant.outcome == "not_executed":
+            return NOT_EXECUTED
+        return (self.classification.get(mutant.key) or {}).get("reason")
 
     @property
     def unclassified(self) -> list[Mutant]:
         return [m for m in self.survivors if self.class_of(m) not in CLASSES]
 
     def classified(self, cls: str) -> list[Mutant]:
-        """Survivors of class `cls`; for ``unreachable``, with the mutants whose line never runs."""
-        found = [m for m in self.survivors if self.class_of(m) == cls]
-        return found + self.not_executed if cls == "unreachable" else found
+        """Survivors of class `cls`, the mutants whose line never runs counted as unreachable."""
+        return [m for m in (*self.survivors, *self.not_executed) if self.class_of(m) == cls]
 
     @property
     def not_executed(self) -> list[Mutant]:
@@ -131,10 +138,7 @@ class Report:
             "equivalent": len(self.classified("equivalent")),
             "unreachable": len(self.classified("unreachable")), "missed": len(self.classified("missed")),
             "unclassified": [m.key for m in self.unclassified], "score": self.score,
-            "mutants": [{**asdict(m), "key": m.key,
-                         "class": "unreachable" if m.outcome == "not_executed" else self.class_of(m),
-                         "reason": NOT_EXECUTED if m.outcome == "not_executed"
-                         else (self.classification.get(m.key) or {}).get("reason")}
+            "mutants": [{**asdict(m), "key": m.key, "class": self.class_of(m), "reason": self.reason_of(m)}
                         for m in self.mutants],
         }
 
@@ -185,9 +189,8 @@ def markdown(rep: Report) -> str:
         lines += [f"- `{m.key}`" for m in rep.not_executed] + [""]
     lines += ["## Survivors that ran", ""]
     for m in rep.survivors:
-        entry = rep.classification.get(m.key) or {}
-        lines += [f"### `{m.key}`: {entry.get('class', 'UNCLASSIFIED')}", "",
-                  entry.get("reason", "(no reason given)"), "", "```diff", m.diff.strip(), "```", ""]
+        lines += [f"### `{m.key}`: {rep.class_of(m) or 'UNCLASSIFIED'}", "",
+                  rep.reason_of(m) or "(no reason given)", "", "```diff", m.diff.strip(), "```", ""]
     return "\n".join(lines)
 
 
@@ -344,19 +347,19 @@ def run(root: Path, *, sample: int = SAMPLE, seed: int = SEED, timeout: float = 
                     unexecuted[item.job_id] = spec
                 if item.job_id not in chosen or item.job_id in unexecuted:
                     db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
+        to_run = len(chosen) - len(unexecuted)
         say(f"cosmic-ray generated {generated} mutants, {annotated} of them in annotations (equivalent: "
             f"not run); sampled {len(chosen)} of the others (seed {seed}), {len(unexecuted)} of them on "
-            f"lines the search never executes; running {len(chosen) - len(unexecuted)}")
-        to_run = len(chosen) - len(unexecuted)
+            f"lines the search never executes; running {to_run}")
 
-        def progress() -> None:
+        def count_verified() -> None:
             with use_db(str(session), WorkDB.Mode.open) as db:
                 ran = sum(1 for item, result in db.completed_work_items
                           if item.job_id in chosen and item.job_id not in unexecuted
                           and result.worker_outcome != WorkerOutcome.SKIPPED)
             say(f"{ran} of {to_run} mutants verified")
 
-        _cosmic_ray("exec", "cosmic-ray.toml", str(session), cwd=tree, every=progress)
+        _cosmic_ray("exec", "cosmic-ray.toml", str(session), cwd=tree, every=count_verified)
         mutants = [Mutant(str(spec.module_path), spec.start_pos[0], spec.operator_name, spec.occurrence,
                           "not_executed") for spec in unexecuted.values()]
         with use_db(str(session), WorkDB.Mode.open) as db:
