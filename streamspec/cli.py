@@ -330,6 +330,17 @@ def _seed_list(args: argparse.Namespace) -> list[int]:
     return list(dict.fromkeys(seeds))
 
 
+def _output_folder(out: Path) -> Path:
+    """`out`, made if missing; a UsageError, before any long run, if it cannot be written."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"output folder {display(out)} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot write the output folder {display(out)}: {exc.strerror or exc}") from None
+    return out
+
+
 def power_command(args: argparse.Namespace, *, out_stream: Any = None,
                   progress: Callable[[str], None] | None = None) -> int:
     """`streamspec power`: exit 0 once every seed ran (or crashed, which the report says)."""
@@ -354,13 +365,7 @@ def power_command(args: argparse.Namespace, *, out_stream: Any = None,
     # Loaded here, not only in each verify process: a misspelt implementation is one line, not N
     # crashed seeds.
     name = folder_name(load(args.sut).name)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"output folder {display(out)} exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot write the output folder {display(out)}: {exc.strerror or exc}") from None
+    out = _output_folder(Path(args.out))
     # Many minutes: a CI log shows each seed as it ends.
     say = progress or Progress(enabled=True)
     say(f"power of {args.sut}: profile {args.profile}, seeds {', '.join(map(str, seeds))}, "
@@ -396,14 +401,12 @@ def generated_mutants_command(args: argparse.Namespace, *,
     if not all((root / m).is_file() for m in gm.CORE_MODULES):
         raise UsageError("run it from a streamspec checkout: the reference's core modules "
                          f"({gm.CORE_MODULES[0]}, ...) are not under {display(root)}")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"output folder {display(out)} exists and is not a folder")
+    results = Path(args.report_only) if args.report_only else None
+    if results is not None and not results.is_file():
+        raise UsageError(f"--report-only {display(results)}: no such file")
+    out = _output_folder(Path(args.out))
     try:
-        if args.report_only:
-            results = Path(args.report_only)
-            if not results.is_file():
-                raise UsageError(f"--report-only {display(results)}: no such file")
+        if results is not None:
             return gm.rereport(root, results, out)
         return gm.main(root, out, sample=sample, seed=seed, timeout=timeout,
                        progress=progress or Progress(enabled=True))
