@@ -6,7 +6,9 @@ label ``streaming``), so each verify run or test session configures Django for e
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from typing import Any
 
@@ -21,7 +23,11 @@ def database_settings(url: str | None) -> dict[str, Any]:
     import dj_database_url
 
     if not url:
-        path = os.path.join(tempfile.mkdtemp(prefix="streamspec-"), "db.sqlite3")
+        folder = tempfile.mkdtemp(prefix="streamspec-")
+        # Nothing left behind: every run without a DATABASE_URL would otherwise leave a folder
+        # (the database and its WAL files, megabytes after a long search) in the temp directory.
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        path = os.path.join(folder, "db.sqlite3")
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": path, "OPTIONS": {"timeout": 20}}
     try:
         config = dj_database_url.parse(url)
