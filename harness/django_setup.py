@@ -46,11 +46,7 @@ _HARNESS_OWNED = frozenset({
 })
 
 
-def configure(adapter: Adapter, database_url: str | None = None) -> None:
-    """Configure and set up Django for `adapter`, and create the tables (idempotent per process)."""
-    import django
-    from django.conf import settings
-
+def _adapter_settings(adapter: Adapter) -> dict[str, Any]:
     extra = dict(getattr(adapter, "django_settings", None) or {})
     owned = sorted(set(extra) & _HARNESS_OWNED)
     if owned:
@@ -58,16 +54,16 @@ def configure(adapter: Adapter, database_url: str | None = None) -> None:
             f"adapter {adapter.name!r} sets {', '.join(owned)} in django_settings: the harness sets "
             "those itself; give only your implementation's own settings"
         )
-    if settings.configured:
-        installed = list(getattr(settings, "INSTALLED_APPS", ()))
-        wanted = [*adapter.installed_apps, PROBE_APP]
-        if installed[: len(wanted)] != wanted:
-            raise ConfigError(
-                f"Django is already configured for {installed}, not for {adapter.name!r}: "
-                f"each implementation is verified in a process of its own"
-            )
-        return
-    settings.configure(
+    return extra
+
+
+def harness_settings(adapter: Adapter, database_url: str | None = None) -> dict[str, Any]:
+    """The Django settings the harness runs `adapter`'s implementation under: its apps beside the
+    probe app, on the database of `database_url` (a temporary SQLite file without one). The
+    in-process run and the server processes of the HTTP mode (`harness.wire.server_settings`)
+    both use these, so the probe table and the implementation's settings are the same in both."""
+    extra = _adapter_settings(adapter)
+    return dict(
         INSTALLED_APPS=[*adapter.installed_apps, PROBE_APP],
         DATABASES={"default": database_settings(database_url)},
         STREAMSPEC_TASK_BASE=adapter.task_base,
@@ -86,6 +82,24 @@ def configure(adapter: Adapter, database_url: str | None = None) -> None:
             "loggers": {"streaming": {"level": "CRITICAL", "propagate": False}},
         },
     )
+
+
+def configure(adapter: Adapter, database_url: str | None = None) -> None:
+    """Configure and set up Django for `adapter`, and create the tables (idempotent per process)."""
+    import django
+    from django.conf import settings
+
+    _adapter_settings(adapter)
+    if settings.configured:
+        installed = list(getattr(settings, "INSTALLED_APPS", ()))
+        wanted = [*adapter.installed_apps, PROBE_APP]
+        if installed[: len(wanted)] != wanted:
+            raise ConfigError(
+                f"Django is already configured for {installed}, not for {adapter.name!r}: "
+                f"each implementation is verified in a process of its own"
+            )
+        return
+    settings.configure(**harness_settings(adapter, database_url))
     django.setup()
     _tune_sqlite()
     from django.core.management import call_command

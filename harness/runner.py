@@ -385,7 +385,7 @@ class Run:
         persisted = {}
         for ref in self._tasks.values():
             row = await self.adapter.persisted(self.model, ref.pk)
-            persisted[ref.token] = _persisted(row, self.conventions)
+            persisted[ref.token] = persisted_task(row, self.conventions)
         buffers = {c.token: c.queue.qsize() for c in self._clients.values() if not c.ended}
         limit = getattr(self.adapter, "buffer_limit", None)
         limit = limit() if callable(limit) else None
@@ -494,7 +494,8 @@ class Run:
         self.recorder.add(Sent, _process.get(), task=self._obj(task).task.token, seq=seq)
 
 
-def _persisted(row: dict[str, Any], conventions: Conventions) -> PersistedTask:
+def persisted_task(row: dict[str, Any], conventions: Conventions) -> PersistedTask:
+    """A row as the adapter's `persisted` reports it, as the history records it."""
     status = row.get("status") or "pending"
     if status not in ("pending", "running", "completed", "failed"):
         status = "pending"

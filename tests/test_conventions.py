@@ -19,7 +19,7 @@ from harness.adapters.reference import ReferenceAdapter
 from harness.conventions import DEFAULT_CONVENTIONS, ITEM_KINDS, Conventions, classify, event_parts
 from harness.errors import AdapterError
 from harness.records import HistoryError, StreamEnd, read_event, record_read
-from harness.runner import _persisted
+from harness.runner import persisted_task
 from harness.spec import READ_KINDS
 from streamspec.repro import ScriptInfo, adapter_ref, render, run_script, script_name
 from tests.notice_adapters import CloseNoticeAdapter, ErrorNoticeAdapter
@@ -174,11 +174,12 @@ def test_a_bad_hook_is_refused():
 
 def test_the_stored_last_event_reads_with_the_adapters_event_parts():
     row = {"status": "running", "error": None, "last_event": ("tick", {"n": 4})}
-    assert _persisted(row, Conventions.of(TupleAdapter())).last_event_seq == 4
-    assert _persisted(row, DEFAULT_CONVENTIONS).last_event_seq is None
+    assert persisted_task(row, Conventions.of(TupleAdapter())).last_event_seq == 4
+    assert persisted_task(row, DEFAULT_CONVENTIONS).last_event_seq is None
     stored = {"status": "completed", "last_event": {"type": "complete", "data": {"n": 6}}}
-    assert _persisted(stored, DEFAULT_CONVENTIONS).last_event_seq == 6
-    assert _persisted({"status": "pending", "last_event": None}, DEFAULT_CONVENTIONS).last_event_seq is None
+    assert persisted_task(stored, DEFAULT_CONVENTIONS).last_event_seq == 6
+    pending = {"status": "pending", "last_event": None}
+    assert persisted_task(pending, DEFAULT_CONVENTIONS).last_event_seq is None
 
 
 # -- the reference under another notice ----------------------------------------------------------
