@@ -54,12 +54,14 @@ from harness.records import (
     ProcessExit,
     R,
     Record,
+    Response,
     RunEnd,
     RunEndReason,
     Send,
     Sent,
     Snapshot,
     StreamEnd,
+    WireError,
     record_from_dict,
 )
 
@@ -99,12 +101,14 @@ __all__ = [
     "ProcessExit",
     "R",
     "Record",
+    "Response",
     "RunEnd",
     "RunEndReason",
     "Send",
     "Sent",
     "Snapshot",
     "StreamEnd",
+    "WireError",
     "record_from_dict",
 ]
 

@@ -22,7 +22,7 @@ HARNESS = "harness"
 OPS = frozenset(
     {
         "create", "start", "lookup", "reload", "attach", "detach", "stall",
-        "release", "finish_ok", "finish_fail", "crash", "restart", "shutdown", "wait",
+        "release", "finish_ok", "finish_fail", "crash", "restart", "shutdown", "wait", "request",
     }
 )
 """Operations a scenario invokes. Their `Invoke.args` by convention:
@@ -32,7 +32,8 @@ restart: {"process": new name, "replaces": old name}; wait: {"seconds"}; release
 finish_*: {} for
 the plain way, else {"how": one of `harness.probe.gates.FINISH_WAYS` / `FAIL_WAYS`}; lookup: {} for
 the canonical spelling of the row, else {"spelling": [app label, model name, pk] as the request
-carried them}."""
+carried them}; request (the HTTP mode's hostile and malformed requests): {"client", "method",
+"path", "headers"}."""
 
 TERMINAL_EVENT_TYPES = frozenset({"complete", "error"})
 """`Deliver.event_type` of a terminal event (whatever the implementation calls it: the history
@@ -250,8 +251,36 @@ class RunEnd(Record):
     waiting: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Response(Record):
+    """Over the wire only: the response head a client's request got, the headers the wire clauses
+    judge (names in lower case) and the seconds from sending the request to the head."""
+
+    kind: ClassVar[str] = "response"
+    client: str
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    after: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WireError(Record):
+    """Over the wire only: what went wrong in `client`'s stream: ``framing`` (what a standard SSE
+    client could not read, W2), ``after_end`` (data after the terminal event) or ``open_after_end``
+    (the stream stayed open past the bound after it, W3)."""
+
+    kind: ClassVar[str] = "wire_error"
+    _choices: ClassVar[dict[str, frozenset[str]]] = {
+        "what": frozenset({"framing", "after_end", "open_after_end"}),
+    }
+    client: str
+    problem: str
+    what: str = "framing"
+
+
 RECORD_TYPES: tuple[type[Record], ...] = (
     Invoke, Complete, ProcessEnter, ProcessExit, Send, Sent, Deliver, StreamEnd, Fault, Snapshot, RunEnd,
+    Response, WireError,
 )
 KINDS: dict[str, type[Record]] = {t.kind: t for t in RECORD_TYPES}
 

@@ -40,6 +40,13 @@ class Severity(StrEnum):
     LOW = "low"
 
 
+HEAD_BOUND = 2.0
+"""Seconds within which a stream request's response head must arrive (W1)."""
+CLOSE_BOUND = 2.0
+"""Seconds within which a stream must close after its terminal event (W3)."""
+SHUTDOWN_BOUND = 5.0
+"""Seconds a server may take to exit on SIGTERM (W6)."""
+
 MAX_CLIENT_BUFFER = 1024
 """Upper bound (events) on what any implementation may buffer for one client (S8.2). An
 implementation documents its own bound, which must not exceed this one."""
@@ -50,7 +57,8 @@ class Clause:
     """One requirement of the specification."""
 
     id: str
-    """``S<n>`` for a clause, ``S<n>.<m>`` for a sub-clause that splits off a part of ``S<n>``."""
+    """``S<n>`` for a clause, ``S<n>.<m>`` for a sub-clause that splits off a part of ``S<n>``,
+    ``W<n>`` for a wire clause (judged in the HTTP mode only)."""
     title: str
     level: Level
     severity: Severity
@@ -463,6 +471,135 @@ CLAUSES: tuple[Clause, ...] = (
 
 BY_ID: dict[str, Clause] = {c.id: c for c in CLAUSES}
 
+WIRE_CLAUSES: tuple[Clause, ...] = (
+    Clause(
+        id="W1",
+        title="Stream response head",
+        level=Level.MUST,
+        severity=Severity.HIGH,
+        requirement=(
+            "A request for a task's stream is answered, within a bound and before the task's next "
+            "event, with status 200, `Content-Type: text/event-stream` and `Cache-Control: no-cache` "
+            "(or no-store), also for a task that already finished."
+        ),
+        violation=(
+            "A stream request of an existing task answered with another status or content type, "
+            "without a no-cache/no-store Cache-Control, or whose head arrived later than "
+            f"{HEAD_BOUND:g} s after the request."
+        ),
+        rationale=(
+            "A browser's EventSource fails on any other content type and never reads the body; "
+            "proxies cache or buffer what is not marked; a head held back until the first event "
+            "leaves the client unable to tell a slow task from a dead server."
+        ),
+        fix_hint=(
+            "Send the head as soon as the client is attached (before waiting for an event), and send "
+            "a finished task's final state as an SSE event, not as a JSON document."
+        ),
+        judging=(
+            "Read from the Response records of clients' stream requests (HTTP mode only). Requests "
+            "to a server the harness killed or stopped meanwhile are not judged."
+        ),
+        needs_end=False,
+        checker="w1_headers",
+    ),
+    Clause(
+        id="W2",
+        title="Standard framing",
+        level=Level.MUST,
+        severity=Severity.MEDIUM,
+        requirement=(
+            "The body is an event stream a standard SSE parser reads: UTF-8, every event ended by a "
+            "blank line, data an adapter can read."
+        ),
+        violation=(
+            "A client's parser reports bytes that are not UTF-8, a stream that ends inside an event, "
+            "or event data that is not JSON."
+        ),
+        rationale="What a standard client cannot parse is lost to it, silently.",
+        fix_hint="Write each event as `event:`/`data:` lines and a blank line, in one write.",
+        judging=(
+            "Read from the WireError records the clients' parser (httpx-sse's decoder) leaves. An "
+            "end inside an event after the harness killed the server is not judged."
+        ),
+        needs_end=False,
+        checker="w2_framing",
+    ),
+    Clause(
+        id="W3",
+        title="A terminal event ends the stream",
+        level=Level.MUST,
+        severity=Severity.MEDIUM,
+        requirement=(
+            "After a terminal event (complete, error) or a finished task's final state, the server "
+            "closes the stream within a bound."
+        ),
+        violation=(
+            f"A client's stream was still open {CLOSE_BOUND:g} s after its terminal event, or it "
+            "received events after it."
+        ),
+        rationale=(
+            "A stream left open after the end holds a connection and a worker slot per browser, and "
+            "EventSource reconnects when it finally drops, asking again for a finished task."
+        ),
+        fix_hint="Return from the response body once the terminal event has been written.",
+        judging=(
+            "The HTTP client keeps reading after a terminal event; the stream end it records (or its "
+            "absence at the end of the run) is compared with the terminal delivery."
+        ),
+        needs_end=True,
+        checker="w3_terminal_ends",
+    ),
+    Clause(
+        id="W4",
+        title="Bad requests are refused",
+        level=Level.MUST,
+        severity=Severity.HIGH,
+        requirement=(
+            "A malformed or hostile request (a non-integer, negative or huge id, an unknown app or "
+            "model, a model that is not a stream task, path tricks, a wrong method, a bad "
+            "Last-Event-ID) gets a 4xx answer within a bound: never a 5xx, never a hang, never a "
+            "stream."
+        ),
+        violation="A bad request answered with a 5xx or a 2xx, or not answered within the bound.",
+        rationale=(
+            "Every 500 is a traceback in the logs and an alert; a hang holds a connection; a stream "
+            "opened for a request that names nothing valid is a way in."
+        ),
+        fix_hint="Validate the path and headers before any lookup, and answer 400, 404 or 405.",
+        judging=(
+            "Read from the `request` operations the HTTP mode's scenarios send and their Response "
+            "records."
+        ),
+        needs_end=False,
+        checker="w4_bad_requests",
+    ),
+    Clause(
+        id="W6",
+        title="Graceful shutdown is bounded",
+        level=Level.MUST,
+        severity=Severity.MEDIUM,
+        requirement=(
+            f"On SIGTERM the server exits within {SHUTDOWN_BOUND:g} s, also with tasks running and "
+            "streams open."
+        ),
+        violation=f"A server still running {SHUTDOWN_BOUND:g} s after SIGTERM (the harness then kills it).",
+        rationale="Every deploy sends SIGTERM; a server that waits out its streams delays the deploy.",
+        fix_hint="End open streams when the server is told to stop, and let the task resume elsewhere.",
+        judging=(
+            "Read from the shutdown operations' results: the seconds the server took, or none when "
+            "it had to be killed. Server memory and connections after clients leave are not judged "
+            "yet."
+        ),
+        needs_end=False,
+        checker="w6_shutdown",
+    ),
+)
+"""Clauses only a run over the wire can judge (`streamspec verify --mode http`)."""
+# A statement, not part of BY_ID's definition: the standalone scripts (`streamspec.repro`) inline
+# BY_ID for the S clause they judge and have no wire clauses.
+BY_ID.update({c.id: c for c in WIRE_CLAUSES})
+
 
 @dataclass(frozen=True, slots=True)
 class ReadKind:
@@ -563,12 +700,12 @@ def _para(label: str, text: str) -> str:
     return textwrap.fill(f"**{label}.** {text}", width=100, break_on_hyphens=False)
 
 
-def render_table() -> str:
-    """The clause table of SPEC.md."""
+def render_table(clauses: tuple[Clause, ...] = CLAUSES) -> str:
+    """A clause table of SPEC.md."""
     rows = ["| ID | Title | Level | Severity | Checker |", "|---|---|---|---|---|"]
     rows += [
         f"| [{c.id}](#{_anchor(c)}) | {c.title} | {c.level} | {c.severity} | `{c.checker_path}` |"
-        for c in CLAUSES
+        for c in clauses
     ]
     return "\n".join(rows)
 
@@ -608,8 +745,22 @@ def render_readings() -> str:
 def render_generated() -> str:
     """Everything SPEC.md holds between its GENERATED markers."""
     sections = "\n\n".join(render_section(c) for c in CLAUSES)
+    wire = "\n\n".join(render_section(c) for c in WIRE_CLAUSES)
     return (f"{BEGIN_MARK}\n\n{render_readings()}\n\n## Clauses\n\n{render_table()}\n\n{sections}"
+            f"\n\n## Wire clauses\n\n{fill_para(WIRE_INTRO)}\n\n{render_table(WIRE_CLAUSES)}\n\n{wire}"
             f"\n\n{END_MARK}")
+
+
+WIRE_INTRO = (
+    "Judged only by `streamspec verify --mode http`, on what real SSE clients of real server "
+    "processes receive. Over the wire the S clauses are judged on the same history format; what the "
+    "wire cannot show (Python objects, resource counts, buffer sizes: S1, S8, S8.2) is UNKNOWN, never "
+    "PASS."
+)
+
+
+def fill_para(text: str) -> str:
+    return textwrap.fill(text, width=100, break_on_hyphens=False)
 
 
 def generated_block(text: str) -> str:

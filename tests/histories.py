@@ -35,6 +35,7 @@ from harness.history import (
     ProcessEnter,
     ProcessExit,
     Record,
+    Response,
     RunEnd,
     Send,
     Sent,
@@ -319,3 +320,43 @@ def failure() -> History:
     s.end_stream("c2")
     s.snapshot(persisted={"T1": row("failed", last=2, error="boom")}, buffers={})
     return s.end()
+
+
+# -- over the wire (the HTTP mode) ---------------------------------------------------------------
+
+GOOD_HEAD = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
+
+
+def op_index(s: Scenario, op_id: str) -> int:
+    """The index of the invocation of `op_id`."""
+    return next(r.index for r in s.records if isinstance(r, Invoke) and r.op_id == op_id)
+
+
+def attached(s: Scenario, client: str = "c1", *, status: int = 200, headers: dict[str, str] | None = None,
+              after: float = 0.01, process: str = "p0") -> tuple[int, int]:
+    """A client's stream request and its response head; returns their indices."""
+    op = s.invoke("attach", "T1", at=process, client=client, via=None)
+    head = s.add(Response, process, client=client, status=status,
+                 headers=GOOD_HEAD if headers is None else headers, after=after)
+    s.complete(op, status="ok" if status == 200 else "fail")
+    return op_index(s, op), head
+
+
+def wire_happy() -> History:
+    """One task, one client over the wire, two events and the end: every wire clause holds."""
+    s = Scenario()
+    s.call("create", None, value="T1")
+    attached(s)
+    s.enter("T1", "p0:obj1")
+    s.broadcast("T1", to=["c1"])
+    s.broadcast("T1", "complete", to=["c1"])
+    s.end_stream("c1")
+    s.exit("T1", "p0:obj1")
+    op = s.invoke("request", None, at="p0", client="r1", method="GET", path="/stream/a/B/abc", headers={})
+    s.add(Response, "p0", client="r1", status=400, headers={}, after=0.01)
+    s.complete(op)
+    shutdown = s.invoke("shutdown", None, at=HARNESS, process="p0")
+    s.complete(shutdown, value={"seconds": 0.4})
+    return s.end()
+
+

@@ -23,8 +23,9 @@ from harness.history import (
     Send,
     Snapshot,
     StreamEnd,
+    WireError,
 )
-from tests.histories import Scenario, failure, happy_path, restart, seed_issue_1
+from tests.histories import Scenario, attached, failure, happy_path, restart, seed_issue_1, wire_happy
 
 CANNED = {
     "happy_path": happy_path,
@@ -34,7 +35,16 @@ CANNED = {
     "seed_hang": lambda: seed_issue_1("hang"),
     "cut_short": lambda: happy_path(end=False),
     "sent_sends": lambda: sent_sends(),
+    "wire": wire_happy,
+    "wire_errors": lambda: wire_with_errors(),
 }
+
+
+def wire_with_errors() -> History:
+    s = Scenario()
+    attached(s)
+    s.add(WireError, "p0", client="c1", problem="not UTF-8")
+    return s.end("hang", ["c1"])
 
 
 def sent_sends() -> History:

@@ -22,6 +22,11 @@ from harness.checkers import (
     s7_restart,
     s8_2_bounded_buffers,
     s8_hygiene,
+    w1_headers,
+    w2_framing,
+    w3_terminal_ends,
+    w4_bad_requests,
+    w6_shutdown,
 )
 from harness.checkers.base import Checker, ClauseResult, Judge, Verdict, Violation
 from harness.history import History
@@ -33,6 +38,28 @@ MODULES = (
 
 CHECKERS: dict[str, Checker] = {m.CLAUSE_ID: m.check for m in MODULES}
 """Clause ID -> checker, in spec order."""
+
+WIRE_MODULES = (w1_headers, w2_framing, w3_terminal_ends, w4_bad_requests, w6_shutdown)
+WIRE_CHECKERS: dict[str, Checker] = {m.CLAUSE_ID: m.check for m in WIRE_MODULES}
+"""The wire clauses' checkers (`harness.spec.WIRE_CLAUSES`), judged in the HTTP mode only."""
+UNOBSERVABLE = frozenset({"S1", "S8", "S8.2"})
+"""Clauses a history recorded over the wire cannot show (Python objects, resource counts, buffer
+sizes): UNKNOWN there, never PASS."""
+
+
+def check_wire(history: History) -> list[ClauseResult]:
+    """Every S clause and every wire clause on a history recorded over the wire."""
+    results = []
+    for clause_id, checker in {**CHECKERS, **WIRE_CHECKERS}.items():
+        if clause_id in UNOBSERVABLE:
+            results.append(ClauseResult(
+                clause=clause_id, level=spec.clause(clause_id).level, verdict=Verdict.UNKNOWN,
+                notes=["not observable over the wire (Python objects, resource counts and buffer "
+                       "sizes are inside the server): judged by --mode inproc"],
+            ))
+        else:
+            results.append(run_checker(clause_id, checker, history))
+    return results
 
 
 def run_checker(clause_id: str, checker: Checker, history: History) -> ClauseResult:
@@ -56,5 +83,6 @@ def check_all(history: History, checkers: Mapping[str, Checker] | None = None) -
 
 
 __all__ = [
-    "CHECKERS", "Checker", "ClauseResult", "Judge", "Verdict", "Violation", "check_all", "run_checker",
+    "CHECKERS", "UNOBSERVABLE", "WIRE_CHECKERS", "Checker", "ClauseResult", "Judge", "Verdict", "Violation",
+    "check_all", "check_wire", "run_checker",
 ]

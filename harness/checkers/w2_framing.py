@@ -1,0 +1,24 @@
+"""W2: the body is an event stream a standard SSE parser reads."""
+
+from __future__ import annotations
+
+from harness.checkers.base import ClauseResult, Judge
+from harness.checkers.wire import faulted_by, is_wire, stream_requests, wire_errors
+from harness.history import History
+
+CLAUSE_ID = "W2"
+
+
+def check(history: History) -> ClauseResult:
+    judge = Judge(CLAUSE_ID, history)
+    if not is_wire(history):
+        judge.cannot_tell("no response heads: W2 is judged over the wire only (--mode http)")
+        return judge.result()
+    judge.saw("streams", len(stream_requests(history)))
+    for error in wire_errors(history):
+        if error.what != "framing":
+            continue  # W3's
+        if faulted_by(history, error.process, error.index):
+            continue  # a killed server cuts its streams anywhere
+        judge.fail(f"client {error.client} could not read its stream: {error.problem}", error.index)
+    return judge.result()

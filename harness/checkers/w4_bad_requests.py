@@ -1,0 +1,31 @@
+"""W4: a malformed or hostile request gets a 4xx in time: never a 5xx, a 2xx or a hang."""
+
+from __future__ import annotations
+
+from harness.checkers.base import ClauseResult, Judge
+from harness.checkers.wire import bad_requests, faulted_by, is_wire
+from harness.history import History
+
+CLAUSE_ID = "W4"
+
+
+def check(history: History) -> ClauseResult:
+    judge = Judge(CLAUSE_ID, history)
+    if not is_wire(history):
+        judge.cannot_tell("no response heads: W4 is judged over the wire only (--mode http)")
+        return judge.result()
+    for invoke, head in bad_requests(history):
+        what = f"{invoke.args['method']} {invoke.args['path']}"
+        if invoke.args.get("headers"):
+            what += f" with {invoke.args['headers']}"
+        if head is None:
+            if faulted_by(history, invoke.process, history.last_index):
+                continue
+            judge.fail(f"the bad request {what} to {invoke.process} got no answer within the bound",
+                       invoke.index)
+            continue
+        judge.saw("bad requests")
+        if not 400 <= head.status < 500:
+            judge.fail(f"the bad request {what} to {invoke.process} was answered {head.status}, not 4xx",
+                       invoke.index, head.index)
+    return judge.result()

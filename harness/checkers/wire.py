@@ -1,0 +1,38 @@
+"""What the wire checkers share: the HTTP mode's records, and whether a fault excuses what a client
+saw (a server the harness killed or stopped cannot be blamed for a broken answer)."""
+
+from __future__ import annotations
+
+from harness.history import History, Invoke, Response, StreamEnd, WireError
+
+
+def stream_requests(history: History) -> list[tuple[Invoke, Response | None]]:
+    """Every client's stream request (attach) and the response head it got, if any."""
+    heads = {r.client: r for r in history.records if isinstance(r, Response)}
+    return [(r, heads.get(r.args["client"])) for r in history.records
+            if isinstance(r, Invoke) and r.op == "attach"]
+
+
+def bad_requests(history: History) -> list[tuple[Invoke, Response | None]]:
+    heads = {r.client: r for r in history.records if isinstance(r, Response)}
+    return [(r, heads.get(r.args["client"])) for r in history.records
+            if isinstance(r, Invoke) and r.op == "request"]
+
+
+def wire_errors(history: History) -> list[WireError]:
+    return [r for r in history.records if isinstance(r, WireError)]
+
+
+def stream_ends(history: History) -> dict[str, StreamEnd]:
+    return {r.client: r for r in history.records if isinstance(r, StreamEnd)}
+
+
+def faulted_by(history: History, process: str, index: int) -> bool:
+    """Whether `process` was killed or stopped at or before record `index`."""
+    crash = history.crash_index(process)
+    return crash is not None and crash <= index
+
+
+def is_wire(history: History) -> bool:
+    """A history recorded over the wire: it has response heads."""
+    return any(isinstance(r, Response) for r in history.records)

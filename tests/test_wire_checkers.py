@@ -1,0 +1,155 @@
+"""The wire clauses' checkers (W1-W6): each catches a planted bug in a history recorded over the
+wire, passes a correct one, and is UNKNOWN (never PASS) on a history that was not recorded over the
+wire. And the S clauses a wire history cannot show are UNKNOWN there, never PASS."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from harness import spec
+from harness.checkers import UNOBSERVABLE, WIRE_CHECKERS, check_wire
+from harness.checkers.base import Verdict
+from harness.history import HARNESS, History, Response, WireError
+from tests.histories import GOOD_HEAD, Scenario, attached, happy_path, op_index, wire_happy
+
+
+def w1_not_an_event_stream() -> tuple[History, tuple[int, ...]]:
+    s = Scenario()
+    s.call("create", None, value="T1")
+    op = s.invoke("attach", "T1", at="p0", client="c1", via=None)
+    head = s.add(Response, "p0", client="c1", status=200, headers={"content-type": "application/json"},
+                 after=0.01)
+    s.complete(op, status="fail")
+    return s.end(), (op_index(s, op), head)
+
+
+def w1_head_held_back() -> tuple[History, tuple[int, ...]]:
+    s = Scenario()
+    s.call("create", None, value="T1")
+    op = s.invoke("attach", "T1", at="p0", client="c1", via=None)
+    head = s.add(Response, "p0", client="c1", status=200, headers=GOOD_HEAD, after=11.0)
+    s.complete(op)
+    return s.end(), (op_index(s, op), head)
+
+
+def w1_cacheable() -> tuple[History, tuple[int, ...]]:
+    s = Scenario()
+    s.call("create", None, value="T1")
+    op = s.invoke("attach", "T1", at="p0", client="c1", via=None)
+    head = s.add(Response, "p0", client="c1", status=200, headers={"content-type": "text/event-stream"},
+                 after=0.01)
+    s.complete(op)
+    return s.end(), (op_index(s, op), head)
+
+
+def w2_cut_event() -> tuple[History, tuple[int, ...]]:
+    s = Scenario()
+    s.call("create", None, value="T1")
+    attached(s)
+    bad = s.add(WireError, "p0", client="c1", problem="the stream ended in the middle of an event")
+    s.end_stream("c1", "closed")
+    return s.end(), (bad,)
+
+
+def w3_open_after_end() -> tuple[History, tuple[int, ...]]:
+    s = Scenario()
+    s.call("create", None, value="T1")
+    attached(s)
+    s.enter("T1", "p0:obj1")
+    end = s.broadcast("T1", "complete", to=["c1"]) + 1
+    s.end_stream("c1")
+    bad = s.add(WireError, "p0", client="c1", what="open_after_end", problem="still open 2 s after")
+    return s.end(), (end, bad)
+
+
+def w4_server_error() -> tuple[History, tuple[int, ...]]:
+    s = Scenario()
+    op = s.invoke("request", None, at="p0", client="r1", method="GET", path="/stream/a/B/-1", headers={})
+    head = s.add(Response, "p0", client="r1", status=500, headers={}, after=0.01)
+    s.complete(op)
+    return s.end(), (op_index(s, op), head)
+
+
+def w4_stream_for_a_delete() -> tuple[History, tuple[int, ...]]:
+    s = Scenario()
+    op = s.invoke("request", None, at="p0", client="r1", method="DELETE", path="/stream/a/B/1", headers={})
+    head = s.add(Response, "p0", client="r1", status=200, headers=GOOD_HEAD, after=0.01)
+    s.complete(op)
+    return s.end(), (op_index(s, op), head)
+
+
+def w4_hang() -> tuple[History, tuple[int, ...]]:
+    s = Scenario()
+    attached(s)
+    op = s.invoke("request", None, at="p0", client="r1", method="GET", path="/stream/a/B/abc", headers={})
+    s.complete(op, status="unknown", error="ReadTimeout")
+    return s.end(), (op_index(s, op),)
+
+
+def w6_hung_shutdown() -> tuple[History, tuple[int, ...]]:
+    s = Scenario()
+    attached(s)
+    op = s.invoke("shutdown", None, at=HARNESS, process="p0")
+    done = s.complete(op, value={"seconds": None})
+    return s.end(), (done.invoke, done.complete)
+
+
+WIRE_VIOLATIONS: list[tuple[str, Callable[[], tuple[History, tuple[int, ...]]], list[str]]] = [
+    ("W1", w1_not_an_event_stream, ["client c1", "Content-Type 'application/json'"]),
+    ("W1", w1_head_held_back, ["the head came 11.0 s after the request"]),
+    ("W1", w1_cacheable, ["Cache-Control 'missing'"]),
+    ("W2", w2_cut_event, ["client c1 could not read its stream", "middle of an event"]),
+    ("W3", w3_open_after_end, ["client c1", "still open"]),
+    ("W4", w4_server_error, ["GET /stream/a/B/-1", "answered 500, not 4xx"]),
+    ("W4", w4_stream_for_a_delete, ["DELETE /stream/a/B/1", "answered 200"]),
+    ("W4", w4_hang, ["GET /stream/a/B/abc", "no answer within the bound"]),
+    ("W6", w6_hung_shutdown, ["p0 was still running 5 s after SIGTERM"]),
+]
+
+
+@pytest.mark.parametrize(("clause", "make", "words"), WIRE_VIOLATIONS,
+                         ids=[f"{c}-{m.__name__}" for c, m, _ in WIRE_VIOLATIONS])
+def test_wire_checker_catches_planted_bug(clause, make, words):
+    history, evidence = make()
+    result = WIRE_CHECKERS[clause](History.from_json(history.to_json()))  # the records round-trip too
+    assert result.verdict is Verdict.FAIL, result
+    matching = [v for v in result.violations if all(w in v.explanation for w in words)]
+    assert matching, [v.explanation for v in result.violations]
+    assert matching[0].evidence == tuple(sorted(evidence)), matching[0]
+
+
+def test_every_wire_clause_has_a_planted_bug():
+    assert {c for c, _, _ in WIRE_VIOLATIONS} == {c.id for c in spec.WIRE_CLAUSES} == set(WIRE_CHECKERS)
+
+
+def test_a_correct_wire_history_passes_every_wire_clause():
+    results = {r.clause: r for r in check_wire(wire_happy())}
+    for clause in WIRE_CHECKERS:
+        assert results[clause].verdict is Verdict.PASS, results[clause]
+
+
+def test_what_the_wire_cannot_show_is_unknown_never_pass():
+    results = {r.clause: r for r in check_wire(wire_happy())}
+    for clause in UNOBSERVABLE:
+        assert results[clause].verdict is Verdict.UNKNOWN
+        assert "not observable over the wire" in results[clause].notes[0]
+
+
+@pytest.mark.parametrize("clause", sorted(WIRE_CHECKERS))
+def test_wire_clauses_are_unknown_on_an_in_process_history(clause):
+    result = WIRE_CHECKERS[clause](happy_path())
+    assert result.verdict is Verdict.UNKNOWN
+    assert "over the wire only" in result.notes[-1]
+
+
+def test_a_fault_excuses_a_broken_answer():
+    # A server the harness killed cannot be blamed for the head it never finished.
+    s = Scenario()
+    op = s.invoke("attach", "T1", at="p0", client="c1", via=None)
+    s.crash("p0")
+    s.add(Response, "p0", client="c1", status=502, headers={}, after=0.01)
+    s.complete(op, status="fail")
+    result = WIRE_CHECKERS["W1"](s.end())
+    assert result.verdict is not Verdict.FAIL, result
