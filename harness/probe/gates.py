@@ -147,8 +147,18 @@ class Gates:
 _gates: contextvars.ContextVar[Gates | None] = contextvars.ContextVar("streamspec_gates", default=None)
 
 
+_process_gates: Any = None
+"""The gates of a whole server process (the HTTP mode's `harness.wire.link.WireGates`), used when
+no run of the in-process engine is active."""
+
+
+def install_process_gates(gates: Any) -> None:
+    global _process_gates
+    _process_gates = gates
+
+
 def current_gates() -> Gates:
-    gates = _gates.get()
+    gates = _gates.get() or _process_gates
     if gates is None:
         raise StreamspecError(
             "a ProbeTask ran outside a streamspec run: probe tasks only run inside harness scenarios"

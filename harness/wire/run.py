@@ -1,0 +1,292 @@
+"""One example over the wire: server processes, the control channel, clients, and the history.
+
+`WireRun` executes program steps (the in-process programs' vocabulary, see `scenarios.program`,
+with ``process`` naming a server) against real servers and records the same history as the
+in-process engine. What the wire cannot show is not invented: no object tokens (a request's lookup
+is inside the server), no resource counts, no buffer sizes; the verdicts that need them are
+UNKNOWN (see `harness.wire.UNOBSERVABLE`).
+
+Nothing here controls the order in which the servers run: the operation sequence is the program's,
+the interleavings inside and between the servers are the operating system's. `settle` waits until
+nothing has happened for `quiet` seconds (bounded), so "the system drained" is judged in real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import httpx
+
+from harness.conventions import Conventions
+from harness.errors import ConfigError
+from harness.recorder import Recorder
+from harness.records import (
+    HARNESS,
+    Complete,
+    Fault,
+    Invoke,
+    Response,
+    RunEnd,
+    Snapshot,
+    StreamEnd,
+)
+from harness.runner import persisted_task
+from harness.spec import HEAD_BOUND
+from harness.wire.clients import WireClient
+from harness.wire.control import ControlServer
+from harness.wire.servers import SHUTDOWN_BOUND, Server
+
+QUIET_SECONDS = 0.6
+"""The system has drained when nothing was recorded for this long (longer than a relay's poll)."""
+SETTLE_BOUND = 10.0
+"""Seconds `settle` waits at most for quiet; past it the run ends as a hang."""
+SETTLE_ROUNDS = 3
+REQUEST_TIMEOUT = 5.0
+"""Seconds a malformed or hostile request waits for its response (W4: never a hang)."""
+
+
+class WireRun:
+    """Drive one example: `open`, then `step` per program step, then `finish`; `close` always."""
+
+    def __init__(self, adapter: Any, sut: str, database_url: str, log_dir: str, *, processes: int = 1,
+                 quiet: float = QUIET_SECONDS) -> None:
+        self.adapter, self.sut, self.database_url, self.log_dir = adapter, sut, database_url, log_dir
+        self.initial_processes = processes
+        self.quiet = quiet
+        self._t0 = time.monotonic()
+        self.recorder = Recorder(lambda: round(time.monotonic() - self._t0, 6))
+        self.control = ControlServer(self._add, self._token_of_pk)
+        self.conventions = Conventions.of(adapter)
+        self.servers: dict[str, Server] = {}
+        self.tasks: list[str] = []
+        self.pks: dict[str, Any] = {}
+        self._tokens: dict[str, str] = {}
+        self.clients: list[WireClient] = []
+        self._ops = 0
+        self._http = httpx.AsyncClient(limits=httpx.Limits(max_connections=None, max_keepalive_connections=0))
+        self.shutdown_seconds: dict[str, float | None] = {}
+        from harness.probe.models import ProbeTask
+
+        self.model = ProbeTask
+
+    # -- lifecycle --
+
+    def _add(self, kind: type, process: str, **fields: Any) -> Any:
+        return self.recorder.add(kind, process, **fields)
+
+    def _token_of_pk(self, pk: str) -> str | None:
+        return self._tokens.get(str(pk))
+
+    async def open(self) -> None:
+        await self.control.start()
+        await asyncio.gather(*(self._start_server() for _ in range(self.initial_processes)))
+
+    async def _start_server(self) -> Server:
+        name = f"p{len(self.servers)}"
+        server = Server(name, self.adapter, self.sut, self.database_url, self.control.address, self.log_dir)
+        self.servers[name] = server
+        await server.start()
+        return server
+
+    def server(self, index: int) -> Server:
+        names = list(self.servers)
+        if not 0 <= index < len(names):
+            raise ConfigError(f"no server process {index}: the example has {len(names)}")
+        return self.servers[names[index]]
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await client.close()
+        await self._http.aclose()
+        for server in self.servers.values():
+            server.kill()
+        await self.control.close()
+
+    # -- operations --
+
+    def _invoke(self, op: str, task: str | None, args: dict[str, Any], process: str) -> str:
+        self._ops += 1
+        op_id = f"op{self._ops}"
+        self.recorder.add(Invoke, process, op_id=op_id, op=op, task=task, args=args)
+        return op_id
+
+    def _done(self, op_id: str, process: str = HARNESS, **fields: Any) -> None:
+        self.recorder.add(Complete, process, op_id=op_id, status=fields.pop("status", "ok"), **fields)
+
+    async def create(self) -> str:
+        op_id = self._invoke("create", None, {}, HARNESS)
+        row = await self.model._default_manager.acreate()
+        token = f"T{len(self.tasks) + 1}"
+        self.tasks.append(token)
+        self.pks[token] = row.pk
+        self._tokens[str(row.pk)] = token
+        self._done(op_id, value=token)
+        return token
+
+    def stream_url(self, server: Server, task: str, pk: Any = None) -> str:
+        meta = self.model._meta
+        hook = getattr(self.adapter, "stream_path", None)
+        pk = self.pks[task] if pk is None else pk
+        path = hook(meta.app_label, meta.object_name, str(pk)) if callable(hook) else (
+            f"/stream/{meta.app_label}/{meta.object_name}/{pk}")
+        return server.base_url + path
+
+    async def attach(self, task: str, process: int = 0, headers: dict[str, str] | None = None) -> WireClient:
+        server = self.server(process)
+        name = f"c{len(self.clients) + 1}"
+        args: dict[str, Any] = {"client": name, "via": None}
+        if headers:
+            args["headers"] = dict(headers)
+        op_id = self._invoke("attach", task, args, server.name)
+        client = WireClient(name, task, server.name, self.stream_url(server, task), op_id, self._add,
+                            self.conventions, lambda: server.state, self._http, headers)
+        self.clients.append(client)
+        client.open()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(client.answered.wait(), HEAD_BOUND + 0.5)
+        return client
+
+    def client(self, index: int) -> WireClient:
+        if not 0 <= index < len(self.clients):
+            raise ConfigError(f"no client {index}: the example has {len(self.clients)}")
+        return self.clients[index]
+
+    async def detach(self, index: int) -> None:
+        client = self.client(index)
+        op_id = self._invoke("detach", client.task, {"client": client.name}, client.process)
+        ended = client.ended
+        await client.close(detaching=True)
+        if not ended:
+            self.recorder.add(StreamEnd, client.process, client=client.name, reason="detached")
+        self._done(op_id, client.process)
+
+    def stall(self, index: int) -> None:
+        client = self.client(index)
+        op_id = self._invoke("stall", client.task, {"client": client.name}, client.process)
+        client.stall()
+        self._done(op_id, client.process)
+
+    def release(self, task: str, count: int = 1) -> None:
+        op_id = self._invoke("release", task, {} if count == 1 else {"count": count}, HARNESS)
+        for _ in range(count):
+            self.control.command(task, "send")
+        self._done(op_id)
+
+    def finish_task(self, task: str, ok: bool, how: str | None = None) -> None:
+        op_id = self._invoke("finish_ok" if ok else "finish_fail", task, {"how": how} if how else {}, HARNESS)
+        self.control.command(task, "return" if ok else "fail", how)
+        self._done(op_id)
+
+    def _streams_end(self, server: Server, reason: str) -> None:
+        for client in self.clients:
+            if client.process == server.name and not client.ended:
+                client.ended = True
+                self.recorder.add(StreamEnd, server.name, client=client.name, reason=reason)
+
+    async def crash(self, process: int) -> str:
+        server = self.server(process)
+        op_id = self._invoke("crash", None, {"process": server.name}, HARNESS)
+        server.kill()
+        self.control.run_gone(server.name)
+        self.recorder.add(Fault, server.name, fault="crash")
+        self._streams_end(server, "crashed")
+        self._done(op_id)
+        return server.name
+
+    async def shutdown(self, process: int) -> float | None:
+        """SIGTERM, and the seconds the server took to exit (None: past `SHUTDOWN_BOUND`, killed)."""
+        server = self.server(process)
+        op_id = self._invoke("shutdown", None, {"process": server.name}, HARNESS)
+        self.recorder.add(Fault, server.name, fault="shutdown")
+        took = await server.terminate(SHUTDOWN_BOUND)
+        self.control.run_gone(server.name)
+        self.shutdown_seconds[server.name] = took
+        self._streams_end(server, "shutdown")
+        self._done(op_id, value={"seconds": None if took is None else round(took, 3)})
+        return took
+
+    async def restart(self, process: int) -> str:
+        """kill -9 of the server at position `process`, and a new one in its place."""
+        await self.crash(process)
+        return await self.replace(process)
+
+    async def replace(self, process: int) -> str:
+        """A new server in the place of the (dead or stopped) one at position `process`: later
+        steps naming that position reach the new one, as a deploy's replacement takes its traffic."""
+        old = self.server(process)
+        new = await self._start_server()
+        names = [n for n in self.servers if n != new.name]
+        names[names.index(old.name)] = new.name
+        self.servers = {n: self.servers[n] for n in [*names, old.name]}
+        op_id = self._invoke("restart", None, {"process": new.name, "replaces": old.name}, HARNESS)
+        self.recorder.add(Fault, new.name, fault="restart", replaces=old.name)
+        self._done(op_id)
+        return new.name
+
+    async def wait(self, seconds: float) -> None:
+        op_id = self._invoke("wait", None, {"seconds": seconds}, HARNESS)
+        await asyncio.sleep(seconds)
+        self._done(op_id)
+
+    async def request(self, process: int, method: str, path: str,
+                      headers: dict[str, str] | None = None) -> int | None:
+        """A malformed or hostile request (W4): its status, or None if none came within the bound."""
+        server = self.server(process)
+        name = f"r{self._ops + 1}"
+        op_id = self._invoke("request", None, {"client": name, "method": method, "path": path,
+                                                "headers": dict(headers or {})}, server.name)
+        began = time.monotonic()
+        try:
+            async with self._http.stream(method, server.base_url + path, headers=headers,
+                                         timeout=REQUEST_TIMEOUT) as response:
+                self.recorder.add(Response, server.name, client=name, status=response.status_code,
+                                  headers={k: v for k, v in response.headers.items()
+                                           if k in ("content-type", "cache-control")},
+                                  after=round(time.monotonic() - began, 6))
+                self._done(op_id, server.name, value={"status": response.status_code})
+                return response.status_code
+        except httpx.HTTPError as exc:
+            self._done(op_id, server.name, status="unknown", error=f"{type(exc).__name__}: {exc}")
+            return None
+
+    # -- the end --
+
+    async def _quiet(self, bound: float) -> bool:
+        """Wait until nothing was recorded for `self.quiet` seconds; False if `bound` passed first."""
+        deadline = time.monotonic() + bound
+        seen = len(self.recorder.records)
+        last = time.monotonic()
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            now = len(self.recorder.records)
+            if now != seen:
+                seen, last = now, time.monotonic()
+            elif time.monotonic() - last >= self.quiet:
+                return True
+        return False
+
+    async def finish(self) -> None:
+        """Settle (finish every live run, let the system deliver), snapshot the rows, end the run."""
+        drained = True
+        for _ in range(SETTLE_ROUNDS):
+            live = self.control.live_runs()
+            for run in live:
+                if not self.control.pending(run.task):
+                    self.control.command(run.task, "return")
+            drained = await self._quiet(SETTLE_BOUND)
+            if not self.control.live_runs():
+                break
+        for client in self.clients:
+            client.resume()  # the stalled read again: what waited is delivered
+        drained = await self._quiet(SETTLE_BOUND) and drained
+        persisted = {}
+        for task in self.tasks:
+            row = await self.adapter.persisted(self.model, self.pks[task])
+            persisted[task] = persisted_task(row, self.conventions)
+        self.recorder.add(Snapshot, HARNESS, persisted=persisted)
+        waiting = [c.name for c in self.clients if not c.ended]
+        self.recorder.close(RunEnd, HARNESS, reason="done" if drained else "hang", waiting=waiting)
+
