@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument(
         "--mode",
         default="inproc",
-        help="inproc (drive the coordinator in this process) or http (black-box over SSE; planned)",
+        help="inproc (drive the coordinator in this process) or http (real server processes, real SSE "
+        "clients)",
     )
     v.add_argument("--profile", default="ci", help="search budget: dev, ci (default) or thorough")
     v.add_argument("--seed", type=int, default=None, help="the search seed (default: random, printed)")

@@ -75,10 +75,6 @@ class VerifyJob:
         args = self.args
         if args.mode not in MODES:
             raise UsageError(f"unknown mode {args.mode!r}: use inproc or http")
-        if args.mode == "http":
-            raise UsageError(
-                "--mode http is not implemented yet: the black-box HTTP mode is planned; use --mode inproc"
-            )
         if args.profile not in scenarios.PROFILES:
             raise UsageError(f"unknown profile {args.profile!r}: use one of {', '.join(scenarios.PROFILES)}")
         return parse_clauses(args.clauses)
@@ -250,6 +246,12 @@ def verify_command(
     args: argparse.Namespace, *, out_stream: Any = None, progress: Callable[[str], None] | None = None
 ) -> int:
     """Run the verify job; its exit status (0, 1; a UsageError for 2)."""
+    if args.mode == "http":
+        from streamspec.wire_job import run_wire_job
+
+        if args.mode not in MODES:
+            raise UsageError(f"unknown mode {args.mode!r}: use inproc or http")
+        return run_wire_job(args, out_stream or sys.stdout)
     return VerifyJob(args, progress).run(out_stream or sys.stdout)
 
 

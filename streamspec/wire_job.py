@@ -1,0 +1,167 @@
+"""`streamspec verify --mode http`: search an implementation over the wire and write its reports.
+
+The implementation runs as real server processes on loopback ports (see `harness.wire`); the
+reports go to ``reports/<sut>-http/`` (or ``--out``): ``summary.json``, ``summary.md`` and one
+``<clause>.md`` per violated clause with the program, the reproduction rate, the violations with
+their evidence records, and the tail of every server's log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from harness import spec
+from harness.history import History
+from streamspec.console import (
+    EXIT_OK,
+    EXIT_VIOLATED,
+    Progress,
+    UsageError,
+    configure,
+    display,
+    load,
+    versions,
+)
+from streamspec.corpus import folder_name
+
+__all__ = ["run_wire_job"]
+
+NOT_CONTROLLED = (
+    "Over the wire the harness chooses the operations and their order, not the interleavings inside "
+    "and between the server processes: those are the operating system's. A failure is therefore "
+    "re-run and its reproduction rate given; a failure that does not always come back is marked flaky."
+)
+
+
+def _database_url() -> str:
+    from django.conf import settings
+
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    db = settings.DATABASES["default"]
+    return "sqlite:///" + str(db["NAME"])
+
+
+def run_wire_job(args: argparse.Namespace, out_stream: Any) -> int:
+    from scenarios.wire import WIRE_PROFILES, search_wire
+
+    if args.profile not in WIRE_PROFILES:
+        raise UsageError(f"unknown profile {args.profile!r}: use one of {', '.join(WIRE_PROFILES)}")
+    if args.families:
+        raise UsageError("--families applies to --mode inproc only: the HTTP mode has one scenario family")
+    for flag in ("baseline", "update_baseline"):
+        if getattr(args, flag, None):
+            raise UsageError(f"--{flag.replace('_', '-')} applies to --mode inproc only (for now)")
+    clauses = None
+    if args.clauses:
+        clauses = {c.strip() for c in args.clauses.split(",") if c.strip()}
+        unknown = sorted(c for c in clauses if c not in spec.BY_ID)
+        if unknown:
+            raise UsageError(f"unknown clause {unknown[0]!r}: use some of {', '.join(spec.BY_ID)}")
+    adapter = load(args.sut)
+    out = Path(args.out) if args.out else Path("reports") / f"{folder_name(adapter.name)}-http"
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"output folder {display(out)} exists and is not a folder")
+    configure(adapter)
+    seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(2), "big")
+    say = Progress()
+    say(f"searching over HTTP: profile {args.profile}, seed {seed}")
+    logs = tempfile.mkdtemp(prefix="streamspec-wire-")
+    try:
+        result = search_wire(adapter, args.sut, _database_url(), logs, profile=args.profile, seed=seed,
+                             clauses=clauses, progress=say)
+    finally:
+        shutil.rmtree(logs, ignore_errors=True)
+    rows = []
+    for c in (*spec.CLAUSES, *spec.WIRE_CLAUSES):
+        if clauses is not None and c.id not in clauses:
+            continue
+        failure = result.failures.get(c.id)
+        rows.append({
+            "clause": c.id, "title": c.title, "level": str(c.level), "verdict": result.verdict(c.id),
+            "verdicts": result.verdicts.get(c.id, {}),
+            "reproduced": failure.rate if failure else None, "flaky": failure.flaky if failure else None,
+            "report": f"{c.id}.md" if failure else None,
+        })
+    must_fail = [r["clause"] for r in rows
+                 if r["verdict"] == "fail" and (r["level"] == "MUST" or args.strict)]
+    exit_code = EXIT_VIOLATED if must_fail else EXIT_OK
+    out.mkdir(parents=True, exist_ok=True)
+    for clause_id, failure in result.failures.items():
+        (out / f"{clause_id}.md").write_text(_failure_report(adapter, versions(adapter), args, seed, failure))
+    summary = {
+        "format": "streamspec.summary", "version": 1, "sut": out.name, "adapter": args.sut, "mode": "http",
+        "versions": versions(adapter), "profile": args.profile, "seed": seed,
+        "seconds": round(result.seconds, 3), "examples": {"http": result.examples},
+        "clauses": rows, "not_controlled": NOT_CONTROLLED, "exit_code": exit_code,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    (out / "summary.md").write_text(_summary_md(summary))
+    print(f"{adapter.name} over HTTP: {result.examples} examples in {result.seconds:.0f} s, seed {seed}",
+          file=out_stream)
+    for row in rows:
+        flaky = ", flaky" if row["flaky"] else ""
+        extra = f" (reproduced {row['reproduced']}{flaky})" if row["reproduced"] else ""
+        print(f"  {row['clause']:<5} {row['verdict'].upper():<8} {row['level']:<7} {row['title']}{extra}",
+              file=out_stream)
+    print(f"reports: {display(out)}", file=out_stream)
+    return exit_code
+
+
+def _summary_md(summary: dict[str, Any]) -> str:
+    lines = [f"# {summary['sut']}: streamspec over HTTP", "",
+             f"Profile {summary['profile']}, seed {summary['seed']}, {summary['examples']['http']} examples, "
+             f"{summary['seconds']:.0f} s.", "", summary["not_controlled"], "",
+             "| Clause | Level | Verdict | Reproduced | Report |", "|---|---|---|---|---|"]
+    for r in summary["clauses"]:
+        rate = (r["reproduced"] or "") + (" flaky" if r["flaky"] else "")
+        report = f"[{r['report']}]({r['report']})" if r["report"] else ""
+        verdict = r["verdict"].upper()
+        lines.append(f"| {r['clause']} {r['title']} | {r['level']} | {verdict} | {rate} | {report} |")
+    return "\n".join(lines) + "\n"
+
+
+def _evidence(history: History, indices: tuple[int, ...]) -> list[str]:
+    shown = sorted(set(indices))
+    return [f"    #{i} {history[i]!r}" for i in shown if 0 <= i < len(history.records)]
+
+
+def _failure_report(adapter: Any, found_versions: dict[str, str], args: argparse.Namespace, seed: int,
+                    failure: Any) -> str:
+    clause = spec.clause(failure.clause)
+    result = next(r for r in failure.results if r.clause == failure.clause)
+    lines = [
+        f"# {clause.id} {clause.title} violated by {adapter.name} over HTTP", "",
+        f"**{clause.level}**, severity {clause.severity}. {clause.requirement}", "",
+        f"Implementation: {', '.join(f'{k} {v}' for k, v in found_versions.items())}.", "",
+        f"Reproduced {failure.rate} re-runs"
+        + (" (**flaky**: it does not always come back)" if failure.flaky else "")
+        + f"; found after {failure.examples_to_first} examples.", "", NOT_CONTROLLED, "",
+        "## Reproduce", "", "```", f"streamspec verify --sut {args.sut} --mode http --profile {args.profile} "
+        f"--seed {seed} --clauses {clause.id}", "```", "",
+        "## The program", "", "```json", json.dumps(failure.program, indent=1), "```", "",
+        "## What went wrong", "",
+    ]
+    for violation in result.violations:
+        lines += [f"- {violation.explanation}", "", "  Evidence:", "", "```",
+                  *_evidence(failure.history, violation.evidence), "```", ""]
+    others = [r.clause for r in failure.results if str(r.verdict) == "fail" and r.clause != clause.id]
+    if others:
+        lines += [f"The same run also fails {', '.join(others)}.", ""]
+    lines += ["## Fix hint", "", clause.fix_hint, "", "## The history", "", "```",
+              *(f"#{r.index} {r!r}" for r in failure.history.records), "```", "", "## Server logs (tail)", ""]
+    for name, tail in failure.logs.items():
+        lines += [f"### {name}", "", "```", tail, "```", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(2)
