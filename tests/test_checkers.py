@@ -264,6 +264,25 @@ def s5_end_of_a_task_that_never_ran() -> Case:
     return s.end(), (join, told)
 
 
+def test_an_end_without_a_recorded_finish_is_undecided_without_a_snapshot():
+    # The run that called mark_completed() died before returning and the history was cut short
+    # before any snapshot: the stored row may be finished, so the end told is no proof of a false end
+    # (found by the thorough search as a false FAIL). With a snapshot of an unfinished row it is one.
+    s = Scenario()
+    s.create("T1", "obj1")
+    s.start("T1", via="obj1")
+    s.enter("T1", "obj1")
+    s.crash("p0")
+    with s.on("p1"):
+        s.lookup("T1", "obj2")
+        s.attach("c1", "T1", via="obj2")
+        s.deliver("c1", "T1", None, "complete")
+        s.end_stream("c1")
+    result = verdict("S5", s.end("bound"))
+    assert result.verdict is Verdict.UNKNOWN, result
+    assert "whether it had finished is unknown" in result.notes[-1]
+
+
 def _failed(s: Scenario, clients: tuple[str, ...] = ("c1",)) -> int:
     """T1 raises after event 1; `clients` get the error. Returns the error Send's index."""
     started(s, clients=clients)

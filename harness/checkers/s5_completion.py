@@ -73,7 +73,14 @@ def _check_no_false_end(judge: Judge, history: History, task: str) -> None:
         return
     for a in history.attachments(task):
         end = next((d for d in a.task_deliveries() if d.event_type in STATE_TYPES), None)
-        if end is not None:
+        if end is not None and found is None:
+            # The run was cut short before any snapshot: the row may well be stored as finished
+            # (a run that called mark_completed() and died before returning), so this is no proof.
+            judge.cannot_tell(
+                f"client {a.client} received {end.event_type!r} for {task} at #{end.index} with no finish "
+                f"recorded, and no snapshot reports {task}'s stored row: whether it had finished is unknown"
+            )
+        elif end is not None:
             judge.fail(
                 f"client {a.client} received {end.event_type!r} for {task} at #{end.index}, but {task} "
                 "never finished: no terminal event was sent, no run of process() returned or raised, "
