@@ -662,3 +662,50 @@ async def test_asgi_health(asgi_client: httpx.AsyncClient) -> None:
     response = await asgi_client.get("/health")
     assert (response.status_code, response.text) == (200, "OK")
     assert (await asgi_client.head("/health")).status_code == 200
+
+
+# -- what an EventSource sees: late joiners and deploys (the HTTP mode's W1 and W6) ----------------
+
+
+@http
+@pytest.mark.parametrize(("model", "terminal"), [(ExampleTask, "complete"), (FailingTask, "error")])
+async def test_an_sse_client_joining_a_finished_task_gets_its_terminal_event(
+    client: httpx.AsyncClient, model: type[Model], terminal: str
+) -> None:
+    # An EventSource fails on any content type but text/event-stream: it asks for that one, and
+    # gets the task's end as an event (a plain GET still gets the JSON document, above).
+    task = await model.objects.acreate(message="done")
+    async with aconnect_sse(client, "GET", stream_url(task)) as source:
+        first = await SSEReader(source).rest()
+    await wait_finished(task)
+    async with aconnect_sse(client, "GET", stream_url(task)) as source:
+        assert source.response.headers["content-type"].startswith("text/event-stream")
+        late = await SSEReader(source).rest()
+    assert [(e.event, e.id) for e in late] == [(terminal, first[-1].id)]
+
+
+@http
+async def test_sigterm_ends_open_streams_at_once_with_a_retry_hint() -> None:
+    # uvicorn's graceful shutdown waits for every response to end, and a stream never ends by
+    # itself: the server ends them first, telling browsers to come back (to another worker).
+    server = start_server({"STREAMING_RETRY_AFTER_SECONDS": "2"})
+    try:
+        task = await SignalTask.objects.acreate()
+        async with server.client() as client, aconnect_sse(client, "GET", stream_url(task)) as source:
+            reader = SSEReader(source)
+            assert (await reader.next()).event == "start"
+            server.process.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(10):  # a bound, not a measurement: uvicorn waits 5 s at most
+                rest = [e async for e in reader._events]
+        assert [e.retry for e in rest] == [2000], rest
+        async with asyncio.timeout(10):
+            while server.process.poll() is None:
+                await asyncio.sleep(0.02)
+        server.output.seek(0)
+        output = server.output.read().decode(errors="replace")
+    finally:
+        code = stop_server(server)
+    assert code in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it handled, once shut down
+    # Before: uvicorn waited out its graceful timeout, then cancelled the stream with a traceback.
+    assert "timeout graceful shutdown exceeded" not in output, output
+    assert "Traceback" not in output, output

@@ -20,6 +20,7 @@ if not apps.ready:  # imported as a server entry point: configure Django like ma
 
 from django.db import Error as DatabaseError
 
+from .conf import streaming_settings
 from .coordinator import TaskCoordinator, current_coordinator
 from .streams import Response, StreamError, StreamLimiter, open_stream
 
@@ -38,6 +39,18 @@ class StreamingApp:
     ) -> None:
         self.coordinator = coordinator
         self.limiter = limiter or StreamLimiter()
+        self.stopping = False
+        # One future per open stream, not an asyncio.Event: an app object outlives event loops
+        # (tests run one per test), and an Event is bound to the first loop that waits on it.
+        self._stop_waiters: set[asyncio.Future[None]] = set()
+
+    def stop(self) -> None:
+        """The server is shutting down: end every open stream now, with a ``retry:`` hint, so that
+        browsers reconnect (to another worker) at once instead of the shutdown waiting them out."""
+        self.stopping = True
+        for waiter in list(self._stop_waiters):
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -76,6 +89,7 @@ class StreamingApp:
         return await open_stream(
             parts[1], parts[2], parts[3], last_event_id,
             limiter=self.limiter, coordinator=self.coordinator or current_coordinator(),
+            accept=_header(scope, b"accept"),
         )
 
     async def _send(self, response: Response, scope: Scope, receive: Receive, send: Send) -> None:
@@ -89,12 +103,22 @@ class StreamingApp:
             return
         pump = asyncio.ensure_future(_pump(response, send))
         watch = asyncio.ensure_future(_until_disconnect(receive))
+        stopping: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._stop_waiters.add(stopping)
+        if self.stopping:
+            stopping.set_result(None)
+        first: set[asyncio.Future[Any]] = set()
         try:
-            await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
+            first, _ = await asyncio.wait({pump, watch, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (pump, watch):
+            self._stop_waiters.discard(stopping)
+            for task in (pump, watch, stopping):
                 task.cancel()
-            await asyncio.gather(pump, watch, return_exceptions=True)
+            await asyncio.gather(pump, watch, stopping, return_exceptions=True)
+        if stopping in first and pump not in first and watch not in first:
+            retry = streaming_settings().retry_after_seconds * 1000
+            await send({"type": "http.response.body", "body": f"retry: {retry}\n\n".encode()})
+            return
         if pump.done() and not pump.cancelled() and pump.exception() is not None:
             logger.error("Stream %s ended with an error", scope["path"], exc_info=pump.exception())
 

@@ -139,8 +139,12 @@ async def open_stream(
     *,
     limiter: StreamLimiter,
     coordinator: TaskCoordinator | None = None,
+    accept: str | None = None,
 ) -> Response:
-    """Resolve a stream request into a response, or raise `StreamError`."""
+    """Resolve a stream request into a response, or raise `StreamError`. `accept` is the request's
+    Accept header: an SSE client (EventSource sends ``text/event-stream``) gets a finished task's
+    final state as an event; any other client gets it as a JSON document (the seed's API)."""
+    sse = accept is not None and "text/event-stream" in accept
     coordinator = coordinator or current_coordinator()
     task_id = parse_task_id(raw_task_id)
     try:
@@ -155,7 +159,7 @@ async def open_stream(
         if row is None:
             raise StreamError(404, "Task not found")
         if row.is_finished:
-            return _finished(row, resuming, resume_after)
+            return _finished(row, resuming, resume_after, sse)
         raise limiter.refusal()
     limiter.acquire()  # held from here, so no other request can take the slot meanwhile
     streaming = False
@@ -164,7 +168,7 @@ async def open_stream(
         if task is None:
             raise StreamError(404, "Task not found")
         if task.is_finished and not coordinator.is_task_running(app_name, model_name, task_id):
-            return _finished(task, resuming, resume_after)
+            return _finished(task, resuming, resume_after, sse)
         channel = coordinator.channel_of(task)
         ended = channel.ended if channel is not None else None
         if resuming and ended is not None and _has(ended, resume_after):
@@ -185,15 +189,18 @@ def _has(event: dict[str, Any], resume_after: int | None) -> bool:
     return resume_after is not None and event.get("id") is not None and event["id"] <= resume_after
 
 
-def _finished(task: StreamTask, resuming: bool, resume_after: int | None) -> Response:
-    if not resuming:
+def _finished(task: StreamTask, resuming: bool, resume_after: int | None, sse: bool = False) -> Response:
+    if not resuming and not sse:
         body = json.dumps(final_state(task), cls=DjangoJSONEncoder).encode()
         return Response(200, {"Content-Type": "application/json"}, body)
-    # An SSE client reconnecting: hand it the terminal event it missed, or tell it to stop (204).
+    # An SSE client (an EventSource cannot read a JSON document: it fails on the content type),
+    # joining late or reconnecting: hand it the terminal event, or tell it to stop (204) if it
+    # already has it.
     last = task.last_event or {}
     if _has(last, resume_after):
         return Response(204, {})
-    terminal = Event(last.get("type", "complete"), last.get("data", final_state(task)),
+    failed = task.status == TaskStatus.FAILED
+    terminal = Event(last.get("type", "error" if failed else "complete"), last.get("data", final_state(task)),
                      last.get("timestamp"), last.get("id"))
 
     async def once() -> AsyncIterator[bytes]:

@@ -22,7 +22,8 @@ async def stream_view(request: HttpRequest, app_name: str, model_name: str, task
         return HttpResponseNotAllowed(["GET"])
     try:
         response = await open_stream(
-            app_name, model_name, task_id, request.headers.get("Last-Event-ID"), limiter=limiter
+            app_name, model_name, task_id, request.headers.get("Last-Event-ID"), limiter=limiter,
+            accept=request.headers.get("Accept"),
         )
     except StreamError as exc:
         return HttpResponse(exc.message, status=exc.status, headers=exc.headers,

@@ -18,6 +18,26 @@ def _port(value: str | int) -> int:
     return port
 
 
+def _server_class() -> type:
+    import uvicorn
+
+    class StreamingServer(uvicorn.Server):
+        """uvicorn's server, which first ends the open streams when it shuts down: its own graceful
+        shutdown waits for every response to finish, and an SSE stream never does by itself."""
+
+        async def shutdown(self, sockets=None) -> None:
+            from reference_impl.streaming.server import app
+
+            app.stop()
+            await super().shutdown(sockets)
+
+    return StreamingServer
+
+
+def _Server(config):
+    return _server_class()(config)
+
+
 class Command(BaseCommand):
     help = "Serve task streams over SSE with uvicorn, on a TCP port (--port) or a Unix socket."
 
@@ -44,7 +64,7 @@ class Command(BaseCommand):
         common = {"log_level": options["log_level"], "lifespan": "on", "timeout_graceful_shutdown": 5}
         if port:
             self.stdout.write(self.style.SUCCESS(f"Starting streaming server on {options['host']}:{port}"))
-            uvicorn.run(app, host=options["host"], port=port, **common)
+            _Server(uvicorn.Config(app, host=options["host"], port=port, **common)).run()
             return
         directory = os.path.dirname(os.path.abspath(socket_path))
         if not os.path.isdir(directory):
@@ -52,4 +72,4 @@ class Command(BaseCommand):
         if os.path.exists(socket_path):
             os.remove(socket_path)
         self.stdout.write(self.style.SUCCESS(f"Starting streaming server on Unix socket: {socket_path}"))
-        uvicorn.run(app, uds=socket_path, **common)
+        _Server(uvicorn.Config(app, uds=socket_path, **common)).run()
