@@ -69,7 +69,8 @@ def hostile_paths(app_label: str, model_name: str, pk: Any) -> list[tuple[str, s
         ("GET", f"/stream/{app_label}/NoSuchModel/{pk}"),
         ("GET", f"/stream/contenttypes/ContentType/{pk}"),
         ("GET", f"/stream/{app_label}/{model_name}/{pk}/extra"),
-        ("GET", f"/stream/{app_label}/../{app_label}/{model_name}/{pk}"),
+        # Percent-encoded: a client normalises a literal ".." away before sending it.
+        ("GET", f"/stream/{app_label}/%2e%2e/{app_label}/{model_name}/{pk}"),
         ("GET", f"{base}/{pk}%00"),
         ("POST", f"{base}/{pk}"),
         ("DELETE", f"{base}/{pk}"),

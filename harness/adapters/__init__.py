@@ -96,6 +96,17 @@ class Adapter(Protocol):
 #       classify calls deliveries and for `persisted`'s last_event. Default: the dict's "type", "data".
 #   Both return plain values (no streamspec import needed); the standalone reproduction scripts
 #   import the adapter's module to call them (`streamspec.repro`).
+#   The HTTP mode (--mode http) reads these, all optional:
+#   def http_command(self, host: str, port: int) -> list[str]  how to start one server (default:
+#       ``python -m django runserver_stream --host H --port P``, the seed's command), run with
+#       DJANGO_SETTINGS_MODULE=harness.wire.server_settings (the harness's settings, see there)
+#   def stream_path(self, app_label, model_name, pk) -> str  the URL path of a task's stream
+#       (default ``/stream/<app_label>/<model_name>/<pk>``); health_path: str (default /health)
+#   http_settings: dict[str, Any]  settings for the servers only, on top of django_settings (a
+#       short lease, so that a takeover happens within an example)
+#   http_takeover_seconds: float  how long after a server is killed another one may take its
+#       task over (the lease under http_settings); the harness waits that long before it judges
+#       (default 0: no wait)
 
 REQUIRED = ("name", "installed_apps", "task_base", "versions", "new_process", "persisted")
 

@@ -54,6 +54,10 @@ class ReferenceAdapter:
     # A small client buffer: a client that stops reading overflows within a few events, so the
     # scenarios reach the overflow path (S8.2) in a handful of steps instead of a thousand.
     django_settings = {"STREAMING_CLIENT_BUFFER": 2}
+    # Over the wire (--mode http) time is real: a short lease, so that a task whose server was
+    # killed is taken over within the example, and the harness waits that long for it.
+    http_settings = {"STREAMING_LEASE_SECONDS": 1.0, "STREAMING_POLL_SECONDS": 0.2}
+    http_takeover_seconds = 2.5
 
     def buffer_limit(self) -> int | None:
         from reference_impl.streaming.conf import streaming_settings

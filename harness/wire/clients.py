@@ -126,6 +126,10 @@ class WireClient:
                     if sse is None:
                         continue
                     pending = False
+                    if not sse.data:
+                        # The SSE standard dispatches no event with an empty data buffer (a block
+                        # with only `retry:`, or httpx-sse's echo of the last id after a comment).
+                        continue
                     if ended_at is not None:
                         self._add(WireError, self.process, client=self.name, what="after_end",
                                   problem=f"event {sse.event or 'message'!r} after the end of the stream")

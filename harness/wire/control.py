@@ -70,10 +70,11 @@ class ControlServer:
         if self._server is not None:
             self._server.close()
         for writer in list(self._writers):
-            writer.close()
+            writer.close()  # its reader sees the end: the connection's task returns by itself
+        if self._connections:
+            await asyncio.wait(set(self._connections), timeout=2)
         for task in list(self._connections):
             task.cancel()
-        for task in list(self._connections):
             with contextlib.suppress(BaseException):
                 await task
         if self._server is not None:
@@ -111,6 +112,10 @@ class ControlServer:
         try:
             await self._serve(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, json.JSONDecodeError):
+            pass
+        except asyncio.CancelledError:
+            # Only `close` cancels, at the end of the example: asyncio's stream protocol would log
+            # a cancelled connection task as an error.
             pass
         finally:
             self._connections.discard(current)

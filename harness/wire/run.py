@@ -255,8 +255,13 @@ class WireRun:
     # -- the end --
 
     async def _quiet(self, bound: float) -> bool:
-        """Wait until nothing was recorded for `self.quiet` seconds; False if `bound` passed first."""
-        deadline = time.monotonic() + bound
+        """Wait until nothing was recorded for `self.quiet` seconds (or, after a kill while clients
+        wait, for the adapter's takeover time); False if `bound` passed first."""
+        quiet = self.quiet
+        killed = any(s.state == "killed" for s in self.servers.values())
+        if killed and any(not c.ended for c in self.clients):
+            quiet = max(quiet, float(getattr(self.adapter, "http_takeover_seconds", 0.0)))
+        deadline = time.monotonic() + max(bound, quiet + 1.0)
         seen = len(self.recorder.records)
         last = time.monotonic()
         while time.monotonic() < deadline:
@@ -264,7 +269,7 @@ class WireRun:
             now = len(self.recorder.records)
             if now != seen:
                 seen, last = now, time.monotonic()
-            elif time.monotonic() - last >= self.quiet:
+            elif time.monotonic() - last >= quiet:
                 return True
         return False
 

@@ -51,6 +51,24 @@ def _reap_all() -> None:
         _live.discard(process)
 
 
+def _on_signal(signum: int, frame: Any) -> None:
+    """SIGTERM or SIGHUP to the harness: kill its servers first (atexit does not run on a signal),
+    then die of the signal as it would have."""
+    _reap_all()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _install_reaper() -> None:
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) is signal.SIG_DFL:
+            signal.signal(signum, _on_signal)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -89,6 +107,7 @@ class Server:
         self._log: IO[bytes] | None = None
 
     def _launch(self) -> subprocess.Popen[bytes]:
+        _install_reaper()
         self._log = open(self.log_path, "ab")
         process = subprocess.Popen(
             self.command, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
