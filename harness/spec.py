@@ -575,6 +575,36 @@ WIRE_CLAUSES: tuple[Clause, ...] = (
         checker="w4_bad_requests",
     ),
     Clause(
+        id="W5",
+        title="Resumption with Last-Event-ID",
+        level=Level.SHOULD,
+        severity=Severity.MEDIUM,
+        requirement=(
+            "Events carry ids, and a client that reconnects with `Last-Event-ID` (as EventSource does "
+            "after a drop), on any server, receives every later event exactly once: no event it "
+            "had, none missing."
+        ),
+        violation=(
+            "A reconnected client receives an event it had already received, or its first event "
+            "after the reconnection skips some; or the events carried no id to resume from."
+        ),
+        rationale=(
+            "Connections drop (proxies, mobile networks, deploys); a browser reconnects by itself and "
+            "shows what it receives: a duplicate is shown twice, a gap is lost."
+        ),
+        fix_hint=(
+            "Give every event an increasing id, keep the task's events where every server can read "
+            "them (the event log), and on Last-Event-ID send the ones after it before the live ones."
+        ),
+        judging=(
+            "Reconnections are the HTTP mode's `reconnect` steps: the attach names the client it "
+            "resumes and the last probe event that client read. A client that had read no event is "
+            "not judged. A SHOULD: an implementation may have no way to resume, but it is reported."
+        ),
+        needs_end=False,
+        checker="w5_resume",
+    ),
+    Clause(
         id="W6",
         title="Graceful shutdown is bounded",
         level=Level.MUST,

@@ -4,7 +4,9 @@ server processes (`harness.wire.run.WireRun`), and every S and W clause is judge
 A wire program is a list of JSON steps like the in-process programs (`scenarios.program`), where
 ``process`` names a server process by position and ``client`` a client by position:
 ``{"op": "attach", "process": 1}``, ``{"op": "release", "count": 2}``, ``{"op": "crash", "process": 0}``
-(a kill -9 and a restart), ``{"op": "request", "process": 0, "method": "GET", "path": "/stream/..."}``.
+(a kill -9 and a restart), ``{"op": "reconnect", "client": 0, "process": 1}`` (its connection drops
+and it comes back with Last-Event-ID), ``{"op": "request", "process": 0, "which": 3}`` (a hostile
+request, see `hostile_paths`).
 Every example has one task, created first; the first step of a program says how many servers run.
 
 What is not controlled here, and what the reports say about it: the order in which servers and
@@ -91,7 +93,7 @@ def wire_programs(max_steps: int) -> st.SearchStrategy[list[dict[str, Any]]]:
                 "attach", "release", "finish_ok", "finish_fail", "wait", "request", "crash", "shutdown",
             ]
             if clients:
-                choices += ["detach", "stall"]
+                choices += ["detach", "stall", "reconnect"]
             op = draw(st.sampled_from(choices))
             if op == "attach":
                 steps.append({"op": "attach", "process": draw(server)})
@@ -108,6 +110,9 @@ def wire_programs(max_steps: int) -> st.SearchStrategy[list[dict[str, Any]]]:
                 steps.append({"op": "request", "process": draw(server), "which": draw(st.integers(0, 11))})
             elif op in ("crash", "shutdown"):
                 steps.append({"op": op, "process": draw(server)})
+            elif op == "reconnect":
+                steps.append({"op": op, "client": draw(st.integers(0, clients - 1)), "process": draw(server)})
+                clients += 1
             else:
                 steps.append({"op": op, "client": draw(st.integers(0, clients - 1))})
         return steps
@@ -141,6 +146,8 @@ async def _execute(run: WireRun, program: list[dict[str, Any]]) -> None:
             await run.detach(step["client"])
         elif op == "stall":
             run.stall(step["client"])
+        elif op == "reconnect":
+            await run.reconnect(step["client"], step["process"])
         # Let the servers act on the step before the next one (the order between them is theirs).
         await asyncio.sleep(0.05)
 

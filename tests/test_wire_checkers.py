@@ -96,6 +96,51 @@ def w6_hung_shutdown() -> tuple[History, tuple[int, ...]]:
     return s.end(), (done.invoke, done.complete)
 
 
+def _resumed(s: Scenario, after: int, header: bool = True) -> int:
+    """c1 read events 1..`after`, dropped, and c2 reconnects for it; returns c2's attach index."""
+    op = s.invoke("attach", "T1", at="p1", client="c2", via=None, resumes="c1", after_seq=after,
+                  headers={"Last-Event-ID": str(after)} if header else {})
+    s.add(Response, "p1", client="c2", status=200, headers=GOOD_HEAD, after=0.01)
+    s.complete(op)
+    return op_index(s, op)
+
+
+def _dropped_after_two(s: Scenario) -> None:
+    s.call("create", None, value="T1")
+    attached(s)
+    s.enter("T1", "p0:obj1")
+    s.broadcast("T1", to=["c1"])
+    s.broadcast("T1", to=["c1"])
+    s.detach("c1", "T1")
+
+
+def w5_duplicate_after_resume() -> tuple[History, tuple[int, ...]]:
+    s = Scenario()
+    _dropped_after_two(s)
+    join = _resumed(s, 2)
+    again = s.deliver("c2", "T1", 2)
+    s.broadcast("T1", to=["c2"])
+    return s.end(), (join, again)
+
+
+def w5_gap_after_resume() -> tuple[History, tuple[int, ...]]:
+    s = Scenario()
+    _dropped_after_two(s)
+    s.send("T1")
+    join = _resumed(s, 2)
+    s.send("T1")
+    skipped = s.deliver("c2", "T1", 4)
+    return s.end(), (join, skipped)
+
+
+def w5_no_ids() -> tuple[History, tuple[int, ...]]:
+    s = Scenario()
+    _dropped_after_two(s)
+    join = _resumed(s, 2, header=False)
+    s.broadcast("T1", to=["c2"])
+    return s.end(), (join,)
+
+
 WIRE_VIOLATIONS: list[tuple[str, Callable[[], tuple[History, tuple[int, ...]]], list[str]]] = [
     ("W1", w1_not_an_event_stream, ["client c1", "Content-Type 'application/json'"]),
     ("W1", w1_head_held_back, ["the head came 11.0 s after the request"]),
@@ -106,6 +151,9 @@ WIRE_VIOLATIONS: list[tuple[str, Callable[[], tuple[History, tuple[int, ...]]], 
     ("W4", w4_stream_for_a_delete, ["DELETE /stream/a/B/1", "answered 200"]),
     ("W4", w4_hang, ["GET /stream/a/B/abc", "no answer within the bound"]),
     ("W6", w6_hung_shutdown, ["p0 was still running 5 s after SIGTERM"]),
+    ("W5", w5_duplicate_after_resume, ["client c2 resumed T1 after event 2", "received event 2 again"]),
+    ("W5", w5_gap_after_resume, ["its next event was 4: 3 lost"]),
+    ("W5", w5_no_ids, ["none carried an id", "c2 could not resume"]),
 ]
 
 
@@ -153,3 +201,18 @@ def test_a_fault_excuses_a_broken_answer():
     s.complete(op, status="fail")
     result = WIRE_CHECKERS["W1"](s.end())
     assert result.verdict is not Verdict.FAIL, result
+
+
+def test_a_clean_resume_passes_w5_and_s3():
+    # Resuming after event 2 with event 3 sent meanwhile: 3 comes first, not the latest replayed
+    # (S3 accepts it for a resuming client), and nothing twice.
+    s = Scenario()
+    _dropped_after_two(s)
+    s.send("T1")
+    _resumed(s, 2)
+    s.deliver("c2", "T1", 3)
+    s.broadcast("T1", to=["c2"])
+    history = s.end()
+    results = {r.clause: r for r in check_wire(history)}
+    assert results["W5"].verdict is Verdict.PASS, results["W5"]
+    assert results["S3"].verdict is Verdict.PASS, results["S3"]

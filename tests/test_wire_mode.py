@@ -46,6 +46,11 @@ SIGTERM_OPEN_STREAMS = [{"op": "servers", "count": 1}, *_steps(
 )]
 BAD_REQUESTS = [{"op": "servers", "count": 1},
                 *({"op": "request", "process": 0, "which": i} for i in range(12))]
+RECONNECT = [{"op": "servers", "count": 2}, *_steps(
+    ("attach", {"process": 0}), ("release", {"count": 2}), ("reconnect", {"client": 0, "process": 1}),
+    ("release", {"count": 1}), ("wait", {"seconds": 0.6}),  # p1 relays the owner's events (polling)
+    ("reconnect", {"client": 1, "process": 0}), ("finish_ok", {"how": "complete"}),
+)]
 LEAVERS = [{"op": "servers", "count": 1}, *_steps(
     ("attach", {"process": 0}), ("attach", {"process": 0}), ("release", {"count": 1}),
     ("detach", {"client": 0}), ("stall", {"client": 1}), ("release", {"count": 3}),
@@ -81,8 +86,10 @@ def _server_processes(marker: bytes) -> list[int]:
     return found
 
 
-@pytest.mark.parametrize("program", [KILL_AND_RESTART, SIGTERM_OPEN_STREAMS, BAD_REQUESTS, LEAVERS],
-                         ids=["kill_and_restart", "sigterm_open_streams", "bad_requests", "leavers"])
+@pytest.mark.parametrize(
+    "program", [KILL_AND_RESTART, SIGTERM_OPEN_STREAMS, BAD_REQUESTS, LEAVERS, RECONNECT],
+    ids=["kill_and_restart", "sigterm_open_streams", "bad_requests", "leavers", "reconnect"],
+)
 def test_the_reference_holds_every_observable_clause(sut_adapter, program):
     if sut_adapter.name != "reference":
         pytest.skip("the reference's own behaviour; upstream's is asserted below")
@@ -92,6 +99,8 @@ def test_the_reference_holds_every_observable_clause(sut_adapter, program):
     assert not failed, (failed, logs)
     assert history.is_complete
     assert results["W1"].verdict is Verdict.PASS or program is BAD_REQUESTS
+    if program is RECONNECT:
+        assert results["W5"].verdict is Verdict.PASS and results["W5"].examined["resumed streams"] == 2
 
 
 def test_two_servers_on_one_database(sut_adapter):

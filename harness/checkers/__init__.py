@@ -26,6 +26,7 @@ from harness.checkers import (
     w2_framing,
     w3_terminal_ends,
     w4_bad_requests,
+    w5_resume,
     w6_shutdown,
 )
 from harness.checkers.base import Checker, ClauseResult, Judge, Verdict, Violation
@@ -39,7 +40,7 @@ MODULES = (
 CHECKERS: dict[str, Checker] = {m.CLAUSE_ID: m.check for m in MODULES}
 """Clause ID -> checker, in spec order."""
 
-WIRE_MODULES = (w1_headers, w2_framing, w3_terminal_ends, w4_bad_requests, w6_shutdown)
+WIRE_MODULES = (w1_headers, w2_framing, w3_terminal_ends, w4_bad_requests, w5_resume, w6_shutdown)
 WIRE_CHECKERS: dict[str, Checker] = {m.CLAUSE_ID: m.check for m in WIRE_MODULES}
 """The wire clauses' checkers (`harness.spec.WIRE_CLAUSES`), judged in the HTTP mode only."""
 UNOBSERVABLE = frozenset({"S1", "S8", "S8.2"})

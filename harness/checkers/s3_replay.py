@@ -27,6 +27,14 @@ def _allowed_first(history: History, a: Attachment) -> tuple[set[int], int | Non
         crash = history.crash_index(latest.process)
         # An event whose sender crashed before the join lives on only if persisted: S7.2, not here.
         required = not (crash is not None and latest.index < crash < a.joined_from)
+    after = a.op.invoke.args.get("after_seq") if a.op.invoke.args.get("headers") else None
+    if after is not None:
+        # A client resuming with Last-Event-ID after event `after` (the HTTP mode's reconnect): the
+        # next event it has not seen may come first instead of the latest; it is owed no replay of
+        # one it has (W5 judges duplicates and gaps).
+        allowed.add(after + 1)
+        if latest is not None and latest.seq <= after:
+            required = False
     if not required:
         # The first send after the join may come first; so may a later one when every send before
         # it died with its process (it may never have become durable).

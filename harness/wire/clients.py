@@ -49,6 +49,8 @@ class WireClient:
         """Set when the request has its response head, or failed to get one."""
         self.status: int | None = None
         self.last_event_id: str | None = None
+        self.last_seq: int | None = None
+        """The probe's number of the last event this client read (where a reconnect resumes)."""
         self._task: asyncio.Task[None] | None = None
         self._leaving = False
 
@@ -158,6 +160,9 @@ class WireClient:
         item = {"type": sse.event or "message", "data": data}
         if sse.id:
             item["id"] = sse.id
+        if self._conventions.classify(item) == "event":
+            seq = self._conventions.seq_of(item)
+            self.last_seq = seq if seq is not None else self.last_seq
         ended = record_read(self._add, self.process, self.name, self.task, item, self._conventions)
         if ended:
             self.ended = True

@@ -134,12 +134,17 @@ class WireRun:
             f"/stream/{meta.app_label}/{meta.object_name}/{pk}")
         return server.base_url + path
 
-    async def attach(self, task: str, process: int = 0, headers: dict[str, str] | None = None) -> WireClient:
+    async def attach(self, task: str, process: int = 0, headers: dict[str, str] | None = None,
+                     resumes: WireClient | None = None) -> WireClient:
         server = self.server(process)
         name = f"c{len(self.clients) + 1}"
         args: dict[str, Any] = {"client": name, "via": None}
         if headers:
             args["headers"] = dict(headers)
+        if resumes is not None:
+            # W5 and S3 read these: which stream this one resumes, and the last event it had.
+            args["resumes"] = resumes.name
+            args["after_seq"] = resumes.last_seq
         op_id = self._invoke("attach", task, args, server.name)
         client = WireClient(name, task, server.name, self.stream_url(server, task), op_id, self._add,
                             self.conventions, lambda: server.state, self._http, headers)
@@ -162,6 +167,14 @@ class WireRun:
         if not ended:
             self.recorder.add(StreamEnd, client.process, client=client.name, reason="detached")
         self._done(op_id, client.process)
+
+    async def reconnect(self, index: int, process: int) -> WireClient:
+        """The client's connection drops and it reconnects, on server `process`, as an EventSource
+        does: with ``Last-Event-ID`` set to the last event id it received (none if it got none)."""
+        old = self.client(index)
+        await self.detach(index)
+        headers = {"Last-Event-ID": old.last_event_id} if old.last_event_id is not None else None
+        return await self.attach(old.task, process, headers=headers, resumes=old)
 
     def stall(self, index: int) -> None:
         client = self.client(index)
