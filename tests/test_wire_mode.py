@@ -1,8 +1,9 @@
 """The HTTP mode end to end: real server processes of the implementation under test, real SSE
 clients, the control channel, kills and SIGTERM. Each program runs on fresh servers (seconds each).
 
-Against the reference every observable clause holds; against the upstream package two servers on
-one database run the task twice (S4). And whatever happens, no server process is left behind."""
+Two servers on one database: the reference runs the task once and relays its events; the upstream
+package runs it twice (S4). Whatever happens, no server process is left behind. The reference's
+own behaviour over the wire is in tests/test_reference_wire.py."""
 
 from __future__ import annotations
 
@@ -20,52 +21,16 @@ from harness.checkers.base import Verdict
 from harness.errors import ConfigError
 from harness.wire.run import WireRun
 from harness.wire.servers import log_folder
-from scenarios.wire import run_wire_program
+from tests.wire_support import database_url, run, steps
 
 pytestmark = pytest.mark.http
 
 ROOT = Path(__file__).resolve().parent.parent
 
-def _steps(*steps: tuple) -> list[dict]:
-    """Program steps from (op, field=value...) tuples: ("attach", {"process": 1})."""
-    return [{"op": op, **fields} for op, fields in steps]
-
-
-TWO_SERVERS = [{"op": "servers", "count": 2}, *_steps(
+TWO_SERVERS = [{"op": "servers", "count": 2}, *steps(
     ("attach", {"process": 0}), ("attach", {"process": 1}), ("release", {"count": 2}),
     ("wait", {"seconds": 0.6}), ("attach", {"process": 1}), ("finish_ok", {"how": "complete"}),
 )]
-KILL_AND_RESTART = [{"op": "servers", "count": 2}, *_steps(
-    ("attach", {"process": 0}), ("release", {"count": 1}), ("crash", {"process": 0}),
-    ("attach", {"process": 1}), ("attach", {"process": 0}), ("release", {"count": 1}),
-    ("finish_ok", {"how": "value"}),
-)]
-SIGTERM_OPEN_STREAMS = [{"op": "servers", "count": 1}, *_steps(
-    ("attach", {"process": 0}), ("attach", {"process": 0}), ("release", {"count": 1}),
-    ("shutdown", {"process": 0}), ("attach", {"process": 0}),
-)]
-BAD_REQUESTS = [{"op": "servers", "count": 1},
-                *({"op": "request", "process": 0, "which": i} for i in range(12))]
-RECONNECT = [{"op": "servers", "count": 2}, *_steps(
-    ("attach", {"process": 0}), ("release", {"count": 2}), ("reconnect", {"client": 0, "process": 1}),
-    ("release", {"count": 1}), ("wait", {"seconds": 0.6}),  # p1 relays the owner's events (polling)
-    ("reconnect", {"client": 1, "process": 0}), ("finish_ok", {"how": "complete"}),
-)]
-LEAVERS = [{"op": "servers", "count": 1}, *_steps(
-    ("attach", {"process": 0}), ("attach", {"process": 0}), ("release", {"count": 1}),
-    ("detach", {"client": 0}), ("stall", {"client": 1}), ("release", {"count": 3}),
-    ("finish_fail", {"how": "exception"}), ("attach", {"process": 0}),
-)]
-
-
-def _database_url() -> str:
-    return os.environ["DATABASE_URL"]
-
-
-def run(sut_adapter, program):
-    history, results, logs = run_wire_program(sut_adapter, sut_adapter.name, _database_url(), log_folder(),
-                                              program)
-    return history, {r.clause: r for r in results}, logs
 
 
 def _server_processes(marker: bytes) -> list[int]:
@@ -86,23 +51,6 @@ def _server_processes(marker: bytes) -> list[int]:
     return found
 
 
-@pytest.mark.parametrize(
-    "program", [KILL_AND_RESTART, SIGTERM_OPEN_STREAMS, BAD_REQUESTS, LEAVERS, RECONNECT],
-    ids=["kill_and_restart", "sigterm_open_streams", "bad_requests", "leavers", "reconnect"],
-)
-def test_the_reference_holds_every_observable_clause(sut_adapter, program):
-    if sut_adapter.name != "reference":
-        pytest.skip("the reference's own behaviour; upstream's is asserted below")
-    history, results, logs = run(sut_adapter, program)
-    failed = {c: [v.explanation for v in r.violations]
-              for c, r in results.items() if r.verdict is Verdict.FAIL}
-    assert not failed, (failed, logs)
-    assert history.is_complete
-    assert results["W1"].verdict is Verdict.PASS or program is BAD_REQUESTS
-    if program is RECONNECT:
-        assert results["W5"].verdict is Verdict.PASS and results["W5"].examined["resumed streams"] == 2
-
-
 def test_two_servers_on_one_database(sut_adapter):
     history, results, _ = run(sut_adapter, TWO_SERVERS)
     runs = {r.process for r in history.records if r.kind == "process_enter"}
@@ -118,7 +66,7 @@ def test_two_servers_on_one_database(sut_adapter):
 
 def test_a_run_leaves_no_server_behind_even_when_it_fails_midway(sut_adapter):
     async def main():
-        run = WireRun(sut_adapter, sut_adapter.name, _database_url(), log_folder(), processes=2)
+        run = WireRun(sut_adapter, sut_adapter.name, database_url(), log_folder(), processes=2)
         try:
             await run.open()
             task = await run.create()

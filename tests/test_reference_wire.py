@@ -1,0 +1,54 @@
+"""The reference over the wire: real `runserver_stream` processes, real SSE clients, kills, SIGTERM,
+leavers, reconnections and hostile requests; every clause the wire can show holds."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.checkers.base import Verdict
+from tests.wire_support import run, steps
+
+pytestmark = pytest.mark.http
+
+KILL_AND_RESTART = [{"op": "servers", "count": 2}, *steps(
+    ("attach", {"process": 0}), ("release", {"count": 1}), ("crash", {"process": 0}),
+    ("attach", {"process": 1}), ("attach", {"process": 0}), ("release", {"count": 1}),
+    ("finish_ok", {"how": "value"}),
+)]
+
+SIGTERM_OPEN_STREAMS = [{"op": "servers", "count": 1}, *steps(
+    ("attach", {"process": 0}), ("attach", {"process": 0}), ("release", {"count": 1}),
+    ("shutdown", {"process": 0}), ("attach", {"process": 0}),
+)]
+
+BAD_REQUESTS = [{"op": "servers", "count": 1},
+                *({"op": "request", "process": 0, "which": i} for i in range(12))]
+
+RECONNECT = [{"op": "servers", "count": 2}, *steps(
+    ("attach", {"process": 0}), ("release", {"count": 2}), ("reconnect", {"client": 0, "process": 1}),
+    ("release", {"count": 1}), ("wait", {"seconds": 0.6}),  # p1 relays the owner's events (polling)
+    ("reconnect", {"client": 1, "process": 0}), ("finish_ok", {"how": "complete"}),
+)]
+
+LEAVERS = [{"op": "servers", "count": 1}, *steps(
+    ("attach", {"process": 0}), ("attach", {"process": 0}), ("release", {"count": 1}),
+    ("detach", {"client": 0}), ("stall", {"client": 1}), ("release", {"count": 3}),
+    ("finish_fail", {"how": "exception"}), ("attach", {"process": 0}),
+)]
+
+
+@pytest.mark.parametrize(
+    "program", [KILL_AND_RESTART, SIGTERM_OPEN_STREAMS, BAD_REQUESTS, LEAVERS, RECONNECT],
+    ids=["kill_and_restart", "sigterm_open_streams", "bad_requests", "leavers", "reconnect"],
+)
+def test_the_reference_holds_every_observable_clause(sut_adapter, program):
+    history, results, logs = run(sut_adapter, program)
+    failed = {c: [v.explanation for v in r.violations]
+              for c, r in results.items() if r.verdict is Verdict.FAIL}
+    assert not failed, (failed, logs)
+    assert history.is_complete
+    assert results["W1"].verdict is Verdict.PASS or program is BAD_REQUESTS
+    if program is RECONNECT:
+        assert results["W5"].verdict is Verdict.PASS and results["W5"].examined["resumed streams"] == 2
+
+
