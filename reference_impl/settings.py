@@ -12,6 +12,8 @@ import dj_database_url
 import django
 from django.core.exceptions import ImproperlyConfigured
 
+from reference_impl.streaming.conf import DEFAULTS as STREAMING_DEFAULTS
+
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "streamspec-reference-insecure-dev-key")
 DEBUG = os.environ.get("DJANGO_DEBUG", "") == "1"
 ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",")
@@ -68,16 +70,31 @@ def _env_number(name: str, kind: type) -> int | float:
     return value
 
 
-# Only the variables that are set override the defaults of streaming/conf.py.
-for _name, _kind in (
-    ("STREAMING_CLIENT_BUFFER", int),
-    ("STREAMING_MAX_STREAMS", int),
-    ("STREAMING_KEEPALIVE_SECONDS", float),
-    ("STREAMING_RETRY_AFTER_SECONDS", int),
-    ("STREAMING_BATCH_SECONDS", float),
-):
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _env_flag(name: str) -> bool:
+    raw = os.environ[name].strip().lower()
+    if raw in _TRUE or raw in _FALSE:
+        return raw in _TRUE
+    raise ImproperlyConfigured(f"{name} (environment) must be one of {', '.join(_TRUE + _FALSE)}, "
+                               f"got {os.environ[name]!r}")
+
+
+def _env_value(name: str, default: object) -> object:
+    """A STREAMING_* setting from the environment, read as the kind of its default."""
+    if isinstance(default, bool):
+        return _env_flag(name)
+    if isinstance(default, int | float):
+        return _env_number(name, type(default))
+    return os.environ[name].strip()  # a choice: streaming/conf.py says which values it takes
+
+
+# Every STREAMING_* setting may come from the environment; only the variables that are set
+# override the defaults of streaming/conf.py, which validates every value alike.
+for _name, _default in STREAMING_DEFAULTS.items():
     if _name in os.environ:
-        globals()[_name] = _env_number(_name, _kind)
+        globals()[_name] = _env_value(_name, _default)
 
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -27,9 +27,9 @@ def reference_defaults() -> Iterator[None]:
     trip over."""
     from django.test import override_settings
 
-    from reference_impl.streaming.conf import _DEFAULTS
+    from reference_impl.streaming.conf import DEFAULTS
 
-    with override_settings(STREAMING_CLIENT_BUFFER=_DEFAULTS["STREAMING_CLIENT_BUFFER"]):
+    with override_settings(STREAMING_CLIENT_BUFFER=DEFAULTS["STREAMING_CLIENT_BUFFER"]):
         yield
 
 

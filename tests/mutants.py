@@ -408,10 +408,10 @@ def run_baseline(name: str | None) -> dict[str, str | None]:
     default, not with the harness adapter's tiny buffer (under which they would fail unmutated)."""
     from django.test import override_settings
 
-    from reference_impl.streaming.conf import _DEFAULTS
+    from reference_impl.streaming.conf import DEFAULTS
     from tests.example_baseline import run_examples
 
-    with override_settings(STREAMING_CLIENT_BUFFER=_DEFAULTS["STREAMING_CLIENT_BUFFER"]):
+    with override_settings(STREAMING_CLIENT_BUFFER=DEFAULTS["STREAMING_CLIENT_BUFFER"]):
         if name is None:
             return run_examples()
         with BY_NAME[name].patched():

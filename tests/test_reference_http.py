@@ -15,6 +15,7 @@ import contextlib
 import json
 import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
@@ -33,6 +34,7 @@ from tests.http_server import (
     KEEPALIVE_SECONDS,
     LIMITED_MAX_STREAMS,
     LIMITED_RETRY_AFTER,
+    REPO_ROOT,
     LineReader,
     ServerProcess,
     SSEReader,
@@ -501,12 +503,48 @@ def test_bad_streaming_environment_is_a_clear_settings_error() -> None:
          "STREAMING_KEEPALIVE_SECONDS (environment) must be a finite number, got 'nan'"),
         ({"STREAMING_RETRY_AFTER_SECONDS": ""},
          "STREAMING_RETRY_AFTER_SECONDS (environment) must be an integer, got ''"),
+        ({"STREAMING_EVENT_LOG": "maybe"},
+         "STREAMING_EVENT_LOG (environment) must be one of 1, true, yes, on, 0, false, no, off, got 'maybe'"),
+        ({"STREAMING_OVERFLOW_NOTICE": "shout"},
+         "STREAMING_OVERFLOW_NOTICE must be one of 'overflow', 'error', 'close', got 'shout'"),
     ]
     processes = [_spawn("runserver_stream", "--port", str(free_port()), env=env) for env, _ in cases]
     for (returncode, output), (env, message) in zip(_finish(processes), cases, strict=True):
         assert returncode != 0, (env, output)
-        assert f"ImproperlyConfigured: {message}" in output, (env, output)
+        # A value that is not a number fails as the settings load; one out of range as the
+        # command checks the app's settings (a one-line CommandError).
+        assert any(f"{kind}: {message}" in output for kind in ("ImproperlyConfigured", "CommandError")), (
+            env, output)
         assert "Starting streaming server" not in output
+
+
+def test_every_streaming_setting_comes_from_the_environment() -> None:
+    # The README says each STREAMING_* setting may be given as an environment variable: walk them
+    # all, each set to a value that is not its default, and read what the app ends up with.
+    from reference_impl.streaming.conf import DEFAULTS
+
+    chosen = {
+        "STREAMING_CLIENT_BUFFER": ("7", 7), "STREAMING_MAX_STREAMS": ("9", 9),
+        "STREAMING_KEEPALIVE_SECONDS": ("2.5", 2.5), "STREAMING_RETRY_AFTER_SECONDS": ("4", 4),
+        "STREAMING_EVENT_LOG": ("off", False), "STREAMING_LOG_ON_LOOP": ("0", False),
+        "STREAMING_LEASE_SECONDS": ("3", 3.0), "STREAMING_POLL_SECONDS": ("0.25", 0.25),
+        "STREAMING_BATCH_SECONDS": ("0", 0.0), "STREAMING_OVERFLOW_NOTICE": ("close", "close"),
+    }
+    assert set(chosen) == set(DEFAULTS), "a setting was added: give it a value here"
+    assert all(DEFAULTS[name] != value for name, (_, value) in chosen.items())
+    script = (
+        "import dataclasses, json, django; django.setup()\n"
+        "from reference_impl.streaming.conf import streaming_settings\n"
+        "print(json.dumps(dataclasses.asdict(streaming_settings())))\n"
+    )
+    env = server_env({name: raw for name, (raw, _) in chosen.items()})
+    env["DJANGO_SETTINGS_MODULE"] = "reference_impl.settings"
+    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    fields = {"STREAMING_" + key.upper(): value for key, value in got.items()}
+    assert fields == {name: value for name, (_, value) in chosen.items()}
 
 
 # -- in-process: both ASGI front ends -------------------------------------------------------------

@@ -36,7 +36,7 @@ class StreamingSettings:
     """How a dropped client is told (see `events.overflow_event`): "overflow", "error" or "close"."""
 
 
-_DEFAULTS = {
+DEFAULTS: dict[str, object] = {
     "STREAMING_CLIENT_BUFFER": 1024,
     "STREAMING_MAX_STREAMS": 1000,
     "STREAMING_KEEPALIVE_SECONDS": 15.0,
@@ -52,7 +52,7 @@ OVERFLOW_NOTICES = ("overflow", "error", "close")
 
 
 def _positive(name: str, kind: type) -> int | float:
-    value = getattr(settings, name, _DEFAULTS[name])
+    value = getattr(settings, name, DEFAULTS[name])
     number = isinstance(value, int) if kind is int else isinstance(value, int | float)
     if isinstance(value, bool) or not number or not math.isfinite(value) or value <= 0:
         noun = "a positive integer" if kind is int else "a positive finite number"
@@ -61,21 +61,21 @@ def _positive(name: str, kind: type) -> int | float:
 
 
 def _non_negative(name: str) -> float:
-    value = getattr(settings, name, _DEFAULTS[name])
+    value = getattr(settings, name, DEFAULTS[name])
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
         raise ImproperlyConfigured(f"{name} must be a non-negative finite number, got {value!r}")
     return float(value)
 
 
 def _flag(name: str) -> bool:
-    value = getattr(settings, name, _DEFAULTS[name])
+    value = getattr(settings, name, DEFAULTS[name])
     if not isinstance(value, bool):
         raise ImproperlyConfigured(f"{name} must be True or False, got {value!r}")
     return value
 
 
 def _choice(name: str, choices: tuple[str, ...]) -> str:
-    value = getattr(settings, name, _DEFAULTS[name])
+    value = getattr(settings, name, DEFAULTS[name])
     if value not in choices:
         raise ImproperlyConfigured(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
     return value
