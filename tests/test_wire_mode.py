@@ -20,7 +20,6 @@ import pytest
 from harness.checkers.base import Verdict
 from harness.errors import ConfigError
 from harness.wire.run import WireRun
-from harness.wire.servers import log_folder
 from tests.wire_support import database_url, run, steps
 
 pytestmark = pytest.mark.http
@@ -64,9 +63,9 @@ def test_two_servers_on_one_database(sut_adapter):
         assert "at the same time" in results["S4"].violations[0].explanation
 
 
-def test_a_run_leaves_no_server_behind_even_when_it_fails_midway(sut_adapter):
+def test_a_run_leaves_no_server_behind_even_when_it_fails_midway(sut_adapter, tmp_path):
     async def main():
-        run = WireRun(sut_adapter, sut_adapter.name, database_url(), log_folder(), processes=2)
+        run = WireRun(sut_adapter, sut_adapter.name, database_url(), str(tmp_path), processes=2)
         try:
             await run.open()
             task = await run.create()

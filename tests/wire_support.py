@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from typing import Any
 
 from harness.history import History
-from harness.wire.servers import log_folder
 from scenarios.wire import run_wire_program
 
 
@@ -22,6 +22,7 @@ def database_url() -> str:
 
 def run(sut_adapter: Any, program: list[dict[str, Any]]) -> tuple[History, dict[str, Any], dict[str, str]]:
     """`program` on fresh servers: its history, each clause's result by id, each server's log tail."""
-    history, results, logs = run_wire_program(sut_adapter, sut_adapter.name, database_url(), log_folder(),
-                                              program)
+    with tempfile.TemporaryDirectory(prefix="streamspec-wire-") as logs_dir:
+        history, results, logs = run_wire_program(sut_adapter, sut_adapter.name, database_url(), logs_dir,
+                                                  program)
     return history, {r.clause: r for r in results}, logs

@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -186,8 +185,3 @@ class Server:
             return "(no output)"
         return "\n".join(text.splitlines()[-lines:]) or "(no output)"
 
-
-def log_folder() -> str:
-    folder = tempfile.mkdtemp(prefix="streamspec-wire-")
-    atexit.register(__import__("shutil").rmtree, folder, ignore_errors=True)
-    return folder
