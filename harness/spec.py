@@ -480,10 +480,12 @@ WIRE_CLAUSES: tuple[Clause, ...] = (
         requirement=(
             "A request for a task's stream is answered, within a bound and before the task's next "
             "event, with status 200, `Content-Type: text/event-stream` and `Cache-Control: no-cache` "
-            "(or no-store), also for a task that already finished."
+            "(or no-store), also for a task that already finished; a server at its limit of open "
+            "streams may instead answer 503 with `Retry-After`."
         ),
         violation=(
-            "A stream request of an existing task answered with another status or content type, "
+            "A stream request of an existing task answered with another status (503 with "
+            "Retry-After excepted) or content type, "
             "without a no-cache/no-store Cache-Control, or whose head arrived later than "
             f"{HEAD_BOUND:g} s after the request."
         ),

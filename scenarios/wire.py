@@ -36,6 +36,9 @@ from harness.wire.run import WireRun
 __all__ = ["WIRE_PROFILES", "WireFailure", "WireProfile", "WireResult", "hostile_paths", "run_wire_program",
            "search_wire", "wire_programs"]
 
+CROWD = 12
+"""Clients a crowd step opens at once at most: past the limit of open streams the reference's
+adapter sets for its servers (`http_settings`)."""
 REPRODUCTIONS = 3
 """Re-runs of each shrunk failure, for its reproduction rate."""
 
@@ -91,6 +94,7 @@ def wire_programs(max_steps: int) -> st.SearchStrategy[list[dict[str, Any]]]:
             server = st.integers(0, servers - 1)
             choices = [
                 "attach", "release", "finish_ok", "finish_fail", "wait", "request", "crash", "shutdown",
+                "crowd",
             ]
             if clients:
                 choices += ["detach", "stall", "reconnect"]
@@ -113,6 +117,10 @@ def wire_programs(max_steps: int) -> st.SearchStrategy[list[dict[str, Any]]]:
             elif op == "reconnect":
                 steps.append({"op": op, "client": draw(st.integers(0, clients - 1)), "process": draw(server)})
                 clients += 1
+            elif op == "crowd":
+                count = draw(st.integers(2, CROWD))
+                steps.append({"op": op, "process": draw(server), "count": count})
+                clients += count
             else:
                 steps.append({"op": op, "client": draw(st.integers(0, clients - 1))})
         return steps
@@ -148,6 +156,8 @@ async def _execute(run: WireRun, program: list[dict[str, Any]]) -> None:
             run.stall(step["client"])
         elif op == "reconnect":
             await run.reconnect(step["client"], step["process"])
+        elif op == "crowd":
+            await run.crowd(task, step["process"], step["count"])
         # Let the servers act on the step before the next one (the order between them is theirs).
         await asyncio.sleep(0.05)
 

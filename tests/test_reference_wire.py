@@ -30,6 +30,11 @@ RECONNECT = [{"op": "servers", "count": 2}, *steps(
     ("reconnect", {"client": 1, "process": 0}), ("finish_ok", {"how": "complete"}),
 )]
 
+CROWD = [{"op": "servers", "count": 2}, *steps(
+    ("attach", {"process": 0}), ("release", {"count": 1}), ("crowd", {"process": 0, "count": 10}),
+    ("attach", {"process": 1}), ("release", {"count": 1}), ("finish_ok", {"how": "complete"}),
+)]
+
 LEAVERS = [{"op": "servers", "count": 1}, *steps(
     ("attach", {"process": 0}), ("attach", {"process": 0}), ("release", {"count": 1}),
     ("detach", {"client": 0}), ("stall", {"client": 1}), ("release", {"count": 3}),
@@ -38,8 +43,8 @@ LEAVERS = [{"op": "servers", "count": 1}, *steps(
 
 
 @pytest.mark.parametrize(
-    "program", [KILL_AND_RESTART, SIGTERM_OPEN_STREAMS, BAD_REQUESTS, LEAVERS, RECONNECT],
-    ids=["kill_and_restart", "sigterm_open_streams", "bad_requests", "leavers", "reconnect"],
+    "program", [KILL_AND_RESTART, SIGTERM_OPEN_STREAMS, BAD_REQUESTS, LEAVERS, RECONNECT, CROWD],
+    ids=["kill_and_restart", "sigterm_open_streams", "bad_requests", "leavers", "reconnect", "crowd"],
 )
 def test_the_reference_holds_every_observable_clause(sut_adapter, program):
     history, results, logs = run(sut_adapter, program)
@@ -48,6 +53,9 @@ def test_the_reference_holds_every_observable_clause(sut_adapter, program):
     assert not failed, (failed, logs)
     assert history.is_complete
     assert results["W1"].verdict is Verdict.PASS or program is BAD_REQUESTS
+    if program is CROWD:
+        # The server's limit is 6 (the adapter's http_settings): of 11 clients there, 5 are refused.
+        assert results["W1"].examined == {"stream requests": 12, "refusals under load": 5}, results["W1"]
     if program is RECONNECT:
         assert results["W5"].verdict is Verdict.PASS and results["W5"].examined["resumed streams"] == 2
 

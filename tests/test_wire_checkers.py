@@ -44,6 +44,28 @@ def w1_cacheable() -> tuple[History, tuple[int, ...]]:
     return s.end(), (op_index(s, op), head)
 
 
+def w1_refused_without_retry_after() -> tuple[History, tuple[int, ...]]:
+    # Turned away, but not told when to come back: EventSource would retry at once, forever.
+    s = Scenario()
+    s.call("create", None, value="T1")
+    op = s.invoke("attach", "T1", at="p0", client="c1", via=None)
+    head = s.add(Response, "p0", client="c1", status=503, headers={"content-type": "text/plain"},
+                 after=0.01)
+    s.complete(op, status="fail")
+    return s.end(), (op_index(s, op), head)
+
+
+def test_a_refusal_under_load_with_retry_after_passes_w1():
+    s = Scenario()
+    s.call("create", None, value="T1")
+    op = s.invoke("attach", "T1", at="p0", client="c1", via=None)
+    s.add(Response, "p0", client="c1", status=503, headers={"content-type": "text/plain", "retry-after": "1"},
+          after=0.01)
+    s.complete(op, status="fail")
+    result = WIRE_CHECKERS["W1"](s.end())
+    assert result.verdict is Verdict.PASS and result.examined["refusals under load"] == 1, result
+
+
 def w2_cut_event() -> tuple[History, tuple[int, ...]]:
     s = Scenario()
     s.call("create", None, value="T1")
@@ -145,6 +167,7 @@ WIRE_VIOLATIONS: list[tuple[str, Callable[[], tuple[History, tuple[int, ...]]], 
     ("W1", w1_not_an_event_stream, ["client c1", "Content-Type 'application/json'"]),
     ("W1", w1_head_held_back, ["the head came 11.0 s after the request"]),
     ("W1", w1_cacheable, ["Cache-Control 'missing'"]),
+    ("W1", w1_refused_without_retry_after, ["status 503", "Content-Type 'text/plain'"]),
     ("W2", w2_cut_event, ["client c1 could not read its stream", "middle of an event"]),
     ("W3", w3_open_after_end, ["client c1", "still open"]),
     ("W4", w4_server_error, ["GET /stream/a/B/-1", "answered 500, not 4xx"]),

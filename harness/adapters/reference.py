@@ -56,7 +56,10 @@ class ReferenceAdapter:
     django_settings = {"STREAMING_CLIENT_BUFFER": 2}
     # Over the wire (--mode http) time is real: a short lease, so that a task whose server was
     # killed is taken over within the example, and the harness waits that long for it.
-    http_settings = {"STREAMING_LEASE_SECONDS": 1.0, "STREAMING_POLL_SECONDS": 0.2}
+    # And few streams per server, so that a crowd of clients reaches the limit (503, Retry-After).
+    http_settings = {
+        "STREAMING_LEASE_SECONDS": 1.0, "STREAMING_POLL_SECONDS": 0.2, "STREAMING_MAX_STREAMS": 6,
+    }
     http_takeover_seconds = 2.5
 
     def buffer_limit(self) -> int | None:

@@ -1,4 +1,5 @@
-"""W1: a stream request gets its head in time: 200, text/event-stream, not cacheable."""
+"""W1: a stream request gets its head in time: 200, text/event-stream, not cacheable (or, from a
+server at its limit, 503 with Retry-After)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ def check(history: History) -> ClauseResult:
         judge.saw("stream requests")
         kind = head.headers.get("content-type", "").partition(";")[0].strip()
         caching = head.headers.get("cache-control", "").lower()
+        if head.status == 503 and "retry-after" in head.headers and head.after <= HEAD_BOUND:
+            judge.saw("refusals under load")
+            continue  # a server at its limit may turn a client away, telling it when to come back
         problems = []
         if head.status != 200:
             problems.append(f"status {head.status}")

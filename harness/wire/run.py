@@ -148,11 +148,16 @@ class WireRun:
         op_id = self._invoke("attach", task, args, server.name)
         client = WireClient(name, task, server.name, self.stream_url(server, task), op_id, self._add,
                             self.conventions, lambda: server.state, self._http, headers)
-        self.clients.append(client)
+        self.clients.append(client)  # before any await: clients of a crowd get distinct names
         client.open()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(client.answered.wait(), HEAD_BOUND + 0.5)
         return client
+
+    async def crowd(self, task: str, process: int, count: int) -> list[WireClient]:
+        """`count` clients at once on one server (past its limit of open streams, if it has a small
+        one): each must be streamed to or refused cleanly, and those already there served on."""
+        return list(await asyncio.gather(*(self.attach(task, process) for _ in range(count))))
 
     def client(self, index: int) -> WireClient:
         if not 0 <= index < len(self.clients):
