@@ -192,6 +192,9 @@ class WireFailure:
     reruns: int = 0
     examples_to_first: int = 0
     flaky: bool = False
+    shrunk: bool = True
+    """False for a clause that failed only beside another one's search: its first failing example,
+    kept as found (so that no FAIL is reported without its evidence)."""
 
     @property
     def rate(self) -> str:
@@ -236,6 +239,8 @@ class _WireSearch:
         self.profile, self.seed, self.wanted, self.progress = profile, seed, clauses, progress
         self.result = WireResult(sut, profile.name, seed, 0.0, 0)
         self.last: dict[str, Found] = {}
+        self.seen: dict[str, tuple[Found, int]] = {}
+        """Each failing clause's first failing example, and how many examples it took."""
         self.target: str | None = None
         self.shrink_deadline: float | None = None
 
@@ -259,6 +264,7 @@ class _WireSearch:
             counts[str(r.verdict)] = counts.get(str(r.verdict), 0) + 1
             if str(r.verdict) == "fail" and (self.wanted is None or r.clause in self.wanted):
                 failed.append(r.clause)
+                self.seen.setdefault(r.clause, (found, result.examples))
         if self.progress is not None:
             self.progress(f"example {result.examples}: {len(program) - 1} steps, "
                           f"{', '.join(failed) if failed else 'no failure'}")
@@ -305,6 +311,13 @@ class _WireSearch:
         self.result.failures[self.target] = WireFailure(self.target, program, history, results, logs,
                                                         examples_to_first=self.result.examples, flaky=flaky)
 
+    def keep_unshrunk(self) -> None:
+        """Clauses that failed in some example but were never searched for on their own."""
+        for clause, ((program, history, results, logs), examples) in self.seen.items():
+            if clause not in self.result.failures:
+                self.result.failures[clause] = WireFailure(clause, program, history, results, logs,
+                                                           examples_to_first=examples, shrunk=False)
+
     def reproduce(self) -> None:
         for failure in self.result.failures.values():
             for _ in range(REPRODUCTIONS):
@@ -329,6 +342,7 @@ def search_wire(adapter: Any, sut: str, database_url: str, log_dir: str, *, prof
     for number in range(MAX_ROUNDS):
         if not search.round(number):
             break
+    search.keep_unshrunk()
     search.reproduce()
     search.result.seconds = time.monotonic() - began
     return search.result

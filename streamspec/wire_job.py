@@ -144,7 +144,9 @@ def _failure_report(adapter: Any, found_versions: dict[str, str], args: argparse
         f"Implementation: {', '.join(f'{k} {v}' for k, v in found_versions.items())}.", "",
         f"Reproduced {failure.rate} re-runs"
         + (" (**flaky**: it does not always come back)" if failure.flaky else "")
-        + f"; found after {failure.examples_to_first} examples.", "", NOT_CONTROLLED, "",
+        + f"; found after {failure.examples_to_first} examples"
+        + ("" if failure.shrunk else " (not shrunk: it failed beside another clause's search)") + ".",
+        "", NOT_CONTROLLED, "",
         "## Reproduce", "", "```", f"streamspec verify --sut {args.sut} --mode http --profile {args.profile} "
         f"--seed {seed} --clauses {clause.id}", "```", "",
         "## The program", "", "```json", json.dumps(failure.program, indent=1), "```", "",

@@ -1,0 +1,91 @@
+"""The HTTP mode's search loop, on a fake run (no servers): what it keeps, shrinks, re-runs and
+reports. The real thing runs in tests/test_wire_mode.py and in tox's verify-http env."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+import scenarios.wire as wire
+from harness import spec
+from harness.checkers.base import ClauseResult, Verdict
+from harness.history import History
+
+ALL = [c.id for c in (*spec.CLAUSES, *spec.WIRE_CLAUSES)]
+
+
+def _results(failing: set[str]) -> list[ClauseResult]:
+    return [ClauseResult(c, spec.clause(c).level, Verdict.FAIL if c in failing else Verdict.PASS) for c in ALL]
+
+
+def _fake(judge):
+    """A run_wire_program that judges a program with `judge(program) -> failing clauses`."""
+    def run(adapter, sut, database_url, log_dir, program):
+        return History([]), _results(judge(program)), {"p0": "log"}
+    return run
+
+
+def _two_servers_both_attached(program):
+    """The fake bug: a client on the second server of two (as upstream's double run needs)."""
+    return {"S4"} if any(s["op"] == "attach" and s["process"] == 1 for s in program) else set()
+
+
+def test_a_failure_is_shrunk_and_reproduced(monkeypatch):
+    monkeypatch.setattr(wire, "run_wire_program", _fake(_two_servers_both_attached))
+    result = wire.search_wire(None, "fake", "sqlite://", "/nonexistent", profile="ci", seed=3)
+    failure = result.failures["S4"]
+    # Shrunk to its essence: two servers and a client on the second, nothing else.
+    assert failure.program == [{"op": "servers", "count": 2}, {"op": "attach", "process": 1}]
+    assert (failure.reproduced, failure.reruns, failure.flaky, failure.shrunk) == (3, 3, False, True)
+    assert result.verdict("S4") == "fail" and result.verdict("S2") == "pass"
+
+
+def test_the_same_seed_draws_the_same_programs(monkeypatch):
+    drawn: list[list[list[dict]]] = [[], []]
+    for run in drawn:
+        monkeypatch.setattr(wire, "run_wire_program", _fake(lambda p, run=run: run.append(p) or set()))
+        wire.search_wire(None, "fake", "sqlite://", "/nonexistent", profile="dev", seed=11)
+    assert drawn[0] == drawn[1] and len(drawn[0]) == wire.WIRE_PROFILES["dev"].max_examples
+
+
+def test_a_failure_that_does_not_come_back_is_flaky_never_a_pass(monkeypatch):
+    calls = itertools.count()
+
+    def sometimes(program):
+        # The bug shows the first time its program runs, then only every other time.
+        failing = _two_servers_both_attached(program)
+        return failing if failing and next(calls) % 2 == 0 else set()
+
+    monkeypatch.setattr(wire, "run_wire_program", _fake(sometimes))
+    result = wire.search_wire(None, "fake", "sqlite://", "/nonexistent", profile="ci", seed=3)
+    if "S4" in result.failures:
+        failure = result.failures["S4"]
+        assert failure.flaky and failure.reproduced < failure.reruns
+        assert result.verdict("S4") == "fail"
+    else:
+        pytest.fail(f"the failure was lost: {result.verdicts.get('S4')}")
+
+
+def test_a_clause_failing_beside_another_keeps_its_evidence(monkeypatch):
+    shown = itertools.count()
+
+    def both(program):
+        # W1 fails once only, beside S4's first failure: no later round finds it again, yet its
+        # FAIL must come with the example that showed it.
+        failing = _two_servers_both_attached(program)
+        return failing | {"W1"} if failing and next(shown) == 0 else failing
+
+    monkeypatch.setattr(wire, "run_wire_program", _fake(both))
+    result = wire.search_wire(None, "fake", "sqlite://", "/nonexistent", profile="ci", seed=3,
+                              clauses={"S4", "W1"})
+    assert set(result.failures) == {"S4", "W1"}
+    assert result.failures["S4"].shrunk and not result.failures["W1"].shrunk
+    assert result.failures["W1"].program and result.failures["W1"].flaky  # it never came back
+
+
+def test_only_the_clauses_asked_for_are_searched(monkeypatch):
+    monkeypatch.setattr(wire, "run_wire_program", _fake(_two_servers_both_attached))
+    result = wire.search_wire(None, "fake", "sqlite://", "/nonexistent", profile="ci", seed=3,
+                              clauses={"W4"})
+    assert result.failures == {}
