@@ -16,7 +16,8 @@ ALL = [c.id for c in (*spec.CLAUSES, *spec.WIRE_CLAUSES)]
 
 
 def _results(failing: set[str]) -> list[ClauseResult]:
-    return [ClauseResult(c, spec.clause(c).level, Verdict.FAIL if c in failing else Verdict.PASS) for c in ALL]
+    return [ClauseResult(c, spec.clause(c).level, Verdict.FAIL if c in failing else Verdict.PASS)
+            for c in ALL]
 
 
 def _fake(judge):
