@@ -40,6 +40,16 @@ CROWD = 12
 """Clients a crowd step opens at once at most: past the limit of open streams the reference's
 adapter sets for its servers (`http_settings`)."""
 REPRODUCTIONS = 3
+OBSERVED = {
+    "a kill -9 and a restart": lambda ops: _after(ops, "attach", "crash") and _after(ops, "crash", "attach"),
+    "a SIGTERM with streams open": lambda ops: _after(ops, "attach", "shutdown"),
+    "a client that leaves or drops": lambda ops: "detach" in ops or "reconnect" in ops,
+}
+"""Kinds of fault whose effect on clients every report shows (by the program's operations)."""
+
+
+def _after(ops: list[str], first: str, then: str) -> bool:
+    return first in ops and then in ops[ops.index(first):]
 """Re-runs of each shrunk failure, for its reproduction rate."""
 
 
@@ -211,6 +221,9 @@ class WireResult:
     verdicts: dict[str, dict[str, int]] = field(default_factory=dict)
     """Clause -> verdict -> examples."""
     failures: dict[str, WireFailure] = field(default_factory=dict)
+    observations: dict[str, tuple[list[dict[str, Any]], History]] = field(default_factory=dict)
+    """For each kind of fault in `OBSERVED`, the first example that had it with clients around:
+    what clients saw there, failing or not (the report shows it)."""
 
     def verdict(self, clause: str) -> str:
         counts = self.verdicts.get(clause, {})
@@ -265,6 +278,10 @@ class _WireSearch:
             if str(r.verdict) == "fail" and (self.wanted is None or r.clause in self.wanted):
                 failed.append(r.clause)
                 self.seen.setdefault(r.clause, (found, result.examples))
+        ops = [step["op"] for step in program[1:]]
+        for kind, shows in OBSERVED.items():
+            if kind not in result.observations and shows(ops):
+                result.observations[kind] = (program, found[1])
         if self.progress is not None:
             self.progress(f"example {result.examples}: {len(program) - 1} steps, "
                           f"{', '.join(failed) if failed else 'no failure'}")

@@ -104,7 +104,7 @@ def run_wire_job(args: argparse.Namespace, out_stream: Any) -> int:
         "clauses": rows, "not_controlled": NOT_CONTROLLED, "exit_code": exit_code,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    (out / "summary.md").write_text(_summary_md(summary))
+    (out / "summary.md").write_text(_summary_md(summary) + _observations_md(result.observations))
     print(f"{adapter.name} over HTTP: {result.examples} examples in {result.seconds:.0f} s, seed {seed}",
           file=out_stream)
     for row in rows:
@@ -127,6 +127,43 @@ def _summary_md(summary: dict[str, Any]) -> str:
         verdict = r["verdict"].upper()
         lines.append(f"| {r['clause']} {r['title']} | {r['level']} | {verdict} | {rate} | {report} |")
     return "\n".join(lines) + "\n"
+
+
+def _observations_md(observations: dict[str, Any]) -> str:
+    """What clients saw in the first example of each kind of fault, whatever the verdicts."""
+    if not observations:
+        return ""
+    lines = ["", "## What clients saw", ""]
+    for kind, (program, history) in observations.items():
+        lines += [f"### Across {kind}", "", "Program: `" + json.dumps(program[1:]) + "`", "", "```",
+                  *client_timeline(history), "```", ""]
+    return "\n".join(lines)
+
+
+def client_timeline(history: History) -> list[str]:
+    """One line per fault and per thing a client saw, with its time: the story of an example."""
+    lines = []
+    for r in history.records:
+        at = f"{r.time:8.3f}s"
+        if r.kind == "fault":
+            replaces = f" (replaces {r.replaces})" if r.replaces else ""
+            lines.append(f"{at}  {r.process}: {r.fault}{replaces}")
+        elif r.kind == "response":
+            lines.append(f"{at}  {r.client} on {r.process}: HTTP {r.status} "
+                         f"{r.headers.get('content-type', '')} after {r.after:.3f}s")
+        elif r.kind == "deliver":
+            seq = "" if r.seq is None else f" #{r.seq}"
+            lines.append(f"{at}  {r.client}: {r.event_type}{seq}")
+        elif r.kind == "stream_end":
+            lines.append(f"{at}  {r.client}: stream ended ({r.reason})")
+        elif r.kind == "wire_error":
+            lines.append(f"{at}  {r.client}: {r.problem}")
+        elif r.kind == "process_enter":
+            lines.append(f"{at}  {r.process}: process() of {r.task} begins")
+        elif r.kind == "invoke" and r.op in ("attach", "detach") and r.args.get("client"):
+            resumes = f" resuming {r.args['resumes']}" if r.args.get("resumes") else ""
+            lines.append(f"{at}  {r.args['client']}: {r.op} on {r.process}{resumes}")
+    return lines
 
 
 def _evidence(history: History, indices: tuple[int, ...]) -> list[str]:

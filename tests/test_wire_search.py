@@ -90,3 +90,27 @@ def test_only_the_clauses_asked_for_are_searched(monkeypatch):
     result = wire.search_wire(None, "fake", "sqlite://", "/nonexistent", profile="ci", seed=3,
                               clauses={"W4"})
     assert result.failures == {}
+
+
+def test_the_search_keeps_an_example_of_each_kind_of_fault(monkeypatch):
+    monkeypatch.setattr(wire, "run_wire_program", _fake(lambda program: set()))
+    result = wire.search_wire(None, "fake", "sqlite://", "/nonexistent", profile="ci", seed=3)
+    assert result.observations and set(result.observations) <= set(wire.OBSERVED)
+    for kind, (program, _) in result.observations.items():
+        assert wire.OBSERVED[kind]([s["op"] for s in program[1:]]), (kind, program)
+
+
+def test_a_client_timeline_tells_what_each_client_saw():
+    from streamspec.wire_job import client_timeline
+    from tests.histories import wire_happy
+
+    lines = client_timeline(wire_happy())
+    assert [line.split("s  ", 1)[1] for line in lines] == [
+        "c1: attach on p0",
+        "c1 on p0: HTTP 200 text/event-stream; charset=utf-8 after 0.010s",
+        "p0: process() of T1 begins",
+        "c1: progress #1",
+        "c1: complete #2",
+        "c1: stream ended (terminal)",
+        "r1 on p0: HTTP 400  after 0.010s",
+    ]
