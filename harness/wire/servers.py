@@ -50,9 +50,24 @@ def _reap_all() -> None:
         _live.discard(process)
 
 
+_launching = False
+"""True between starting a server and registering it: a signal then waits until it is registered."""
+_deferred: list[int] = []
+
+
 def _on_signal(signum: int, frame: Any) -> None:
-    """SIGTERM or SIGHUP to the harness: kill its servers first (atexit does not run on a signal),
-    then die of the signal as it would have."""
+    """SIGTERM, SIGHUP or SIGINT to the harness: kill its servers first (atexit does not run on a
+    signal), then end as the signal would have. A signal that comes while a server is being started
+    (its process exists, but is not registered yet) is acted on once it is registered."""
+    if _launching:
+        _deferred.append(signum)
+        return
+    _act_on(signum)
+
+
+def _act_on(signum: int) -> None:
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt  # as Python's own handler does; atexit then reaps the servers
     _reap_all()
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
@@ -66,6 +81,8 @@ def _install_reaper() -> None:
     for signum in (signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(signum) is signal.SIG_DFL:
             signal.signal(signum, _on_signal)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_signal)
 
 
 def free_port() -> int:
@@ -106,13 +123,20 @@ class Server:
         self._log: IO[bytes] | None = None
 
     def _launch(self) -> subprocess.Popen[bytes]:
+        global _launching
         _install_reaper()
         self._log = open(self.log_path, "ab")
-        process = subprocess.Popen(
-            self.command, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )
-        _live.add(process)
+        _launching = True
+        try:
+            process = subprocess.Popen(
+                self.command, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+            _live.add(process)
+        finally:
+            _launching = False
+        if _deferred:
+            _act_on(_deferred.pop())
         return process
 
     async def start(self, bound: float = START_TIMEOUT) -> None:
