@@ -178,7 +178,7 @@ def engine_pieces(clause_id: str) -> list[Piece]:
         Piece.of("harness/adapters/__init__.py", ["default_spellings"]),
         Piece.of("harness/probe/gates.py",
                  ["SEND", "RETURN", "RAISE", "FINISH_WAYS", "FAIL_WAYS", "ProbeFailure", "ProbeAbort",
-                  "ProbeHooks", "_Gate", "Gates"]),
+                  "ProbeHooks", "_Gate", "Gates", "finish_way", "fail_way"]),
         Piece.of("harness/spec.py", ["Level", "Severity", "MAX_CLIENT_BUFFER", "Clause"]),
         Piece("harness/spec.py: the clause", _clause_table(c)),
         Piece.of("harness/spec.py", ["BY_ID", "clause", "ReadKind", "READ_KINDS"]),

@@ -4,7 +4,7 @@ server at its limit, 503 with Retry-After)."""
 from __future__ import annotations
 
 from harness.checkers.base import ClauseResult, Judge
-from harness.checkers.wire import faulted_by, is_wire, stream_requests
+from harness.checkers.wire import faulted_by, over_the_wire, stream_requests
 from harness.history import History
 from harness.spec import HEAD_BOUND
 
@@ -13,8 +13,7 @@ CLAUSE_ID = "W1"
 
 def check(history: History) -> ClauseResult:
     judge = Judge(CLAUSE_ID, history)
-    if not is_wire(history):
-        judge.cannot_tell("no response heads: W1 is judged over the wire only (--mode http)")
+    if not over_the_wire(judge, history):
         return judge.result()
     for invoke, head in stream_requests(history):
         client = invoke.args["client"]

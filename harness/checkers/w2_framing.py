@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.checkers.base import ClauseResult, Judge
-from harness.checkers.wire import faulted_by, is_wire, stream_requests, wire_errors
+from harness.checkers.wire import faulted_by, over_the_wire, stream_requests, wire_errors
 from harness.history import History
 
 CLAUSE_ID = "W2"
@@ -11,8 +11,7 @@ CLAUSE_ID = "W2"
 
 def check(history: History) -> ClauseResult:
     judge = Judge(CLAUSE_ID, history)
-    if not is_wire(history):
-        judge.cannot_tell("no response heads: W2 is judged over the wire only (--mode http)")
+    if not over_the_wire(judge, history):
         return judge.result()
     judge.saw("streams", len(stream_requests(history)))
     for error in wire_errors(history):

@@ -4,7 +4,7 @@ nothing more on it."""
 from __future__ import annotations
 
 from harness.checkers.base import ClauseResult, Judge
-from harness.checkers.wire import faulted_by, is_wire, wire_errors
+from harness.checkers.wire import faulted_by, over_the_wire, wire_errors
 from harness.history import FINAL_STATE, TERMINAL_EVENT_TYPES, History
 
 CLAUSE_ID = "W3"
@@ -13,8 +13,7 @@ ENDING = TERMINAL_EVENT_TYPES | {FINAL_STATE}
 
 def check(history: History) -> ClauseResult:
     judge = Judge(CLAUSE_ID, history)
-    if not is_wire(history):
-        judge.cannot_tell("no response heads: W3 is judged over the wire only (--mode http)")
+    if not over_the_wire(judge, history):
         return judge.result()
     ended = {a.client: d for a in history.attachments() for d in a.deliveries if d.event_type in ENDING}
     judge.saw("ended streams", len(ended))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.checkers.base import ClauseResult, Judge
-from harness.checkers.wire import bad_requests, faulted_by, is_wire
+from harness.checkers.wire import bad_requests, faulted_by, over_the_wire
 from harness.history import History
 
 CLAUSE_ID = "W4"
@@ -11,8 +11,7 @@ CLAUSE_ID = "W4"
 
 def check(history: History) -> ClauseResult:
     judge = Judge(CLAUSE_ID, history)
-    if not is_wire(history):
-        judge.cannot_tell("no response heads: W4 is judged over the wire only (--mode http)")
+    if not over_the_wire(judge, history):
         return judge.result()
     for invoke, head in bad_requests(history):
         what = f"{invoke.args['method']} {invoke.args['path']}"

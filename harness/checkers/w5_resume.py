@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.checkers.base import ClauseResult, Judge, seqs
-from harness.checkers.wire import is_wire
+from harness.checkers.wire import over_the_wire
 from harness.history import History
 
 CLAUSE_ID = "W5"
@@ -11,8 +11,7 @@ CLAUSE_ID = "W5"
 
 def check(history: History) -> ClauseResult:
     judge = Judge(CLAUSE_ID, history)
-    if not is_wire(history):
-        judge.cannot_tell("no response heads: W5 is judged over the wire only (--mode http)")
+    if not over_the_wire(judge, history):
         return judge.result()
     for a in history.attachments():
         args = a.op.invoke.args

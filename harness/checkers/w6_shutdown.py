@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.checkers.base import ClauseResult, Judge
-from harness.checkers.wire import is_wire
+from harness.checkers.wire import over_the_wire
 from harness.history import History
 from harness.spec import SHUTDOWN_BOUND
 
@@ -12,8 +12,7 @@ CLAUSE_ID = "W6"
 
 def check(history: History) -> ClauseResult:
     judge = Judge(CLAUSE_ID, history)
-    if not is_wire(history):
-        judge.cannot_tell("no response heads: W6 is judged over the wire only (--mode http)")
+    if not over_the_wire(judge, history):
         return judge.result()
     for op in history.ops():
         if op.op != "shutdown" or op.complete is None:

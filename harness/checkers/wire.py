@@ -3,6 +3,7 @@ saw (a server the harness killed or stopped cannot be blamed for a broken answer
 
 from __future__ import annotations
 
+from harness.checkers.base import Judge
 from harness.history import History, Invoke, Response, StreamEnd, WireError
 
 
@@ -36,3 +37,12 @@ def faulted_by(history: History, process: str, index: int) -> bool:
 def is_wire(history: History) -> bool:
     """A history recorded over the wire: it has response heads."""
     return any(isinstance(r, Response) for r in history.records)
+
+
+def over_the_wire(judge: Judge, history: History) -> bool:
+    """Whether `history` was recorded over the wire; if not, the judge says it cannot tell (a wire
+    clause is UNKNOWN on an in-process history, never PASS)."""
+    if is_wire(history):
+        return True
+    judge.cannot_tell(f"no response heads: {judge.clause.id} is judged over the wire only (--mode http)")
+    return False

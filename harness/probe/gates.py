@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,25 +116,10 @@ class Gates:
             self.hooks.exited(task, "error" if outcome == "raised" else outcome)
 
     async def _finish(self, task: Any, way: str) -> Any:
-        value = {"n": self._seq.get(task.pk, 0)}
-        if way == "complete":
-            # Like the seed's ExampleTask, the probe sends its own terminal event.
-            return {"n": await self._send(task, "complete")}
-        if way == "none":
-            return None
-        if way == "mark_completed":
-            mark = getattr(task, "mark_completed", None)
-            if mark is not None:
-                await mark(final_value=value)
-        return value
+        return await finish_way(task, way, self._seq.get(task.pk, 0), lambda: self._send(task, "complete"))
 
     def _fail(self, task: Any, way: str) -> None:
-        message = f"probe task {task.pk} made to fail"
-        if way == "cancelled":
-            raise asyncio.CancelledError(message)
-        if way == "base_exception":
-            raise ProbeAbort(message)
-        raise ProbeFailure(message)
+        fail_way(task, way)
 
     async def _send(self, task: Any, event_type: str) -> int:
         n = self.next_seq(task.pk)
@@ -142,6 +127,33 @@ class Gates:
         await task.send_event(event_type, {"n": n})
         self.hooks.sent(task, n)
         return n
+
+
+async def finish_way(task: Any, way: str, last: int, send_complete: Callable[[], Awaitable[int]]) -> Any:
+    """How a probe's `process()` finishes, one of `FINISH_WAYS`, after its event number `last`;
+    `send_complete` sends its own terminal event and gives its number. Shared by the in-process
+    gates and the HTTP mode's (`harness.wire.link`), so both probes finish alike."""
+    value = {"n": last}
+    if way == "complete":
+        # Like the seed's ExampleTask, the probe sends its own terminal event.
+        return {"n": await send_complete()}
+    if way == "none":
+        return None
+    if way == "mark_completed":
+        mark = getattr(task, "mark_completed", None)
+        if mark is not None:
+            await mark(final_value=value)
+    return value
+
+
+def fail_way(task: Any, way: str) -> None:
+    """Raise as a probe's `process()` fails, one of `FAIL_WAYS`."""
+    message = f"probe task {task.pk} made to fail"
+    if way == "cancelled":
+        raise asyncio.CancelledError(message)
+    if way == "base_exception":
+        raise ProbeAbort(message)
+    raise ProbeFailure(message)
 
 
 _gates: contextvars.ContextVar[Gates | None] = contextvars.ContextVar("streamspec_gates", default=None)

@@ -23,7 +23,7 @@ import json
 import os
 from typing import Any
 
-from harness.probe.gates import FAIL_WAYS, FINISH_WAYS, ProbeAbort, ProbeFailure
+from harness.probe.gates import FAIL_WAYS, FINISH_WAYS, fail_way, finish_way
 
 CONTROL_ENV = "STREAMSPEC_CONTROL"
 """host:port of the harness's control server."""
@@ -82,7 +82,7 @@ class WireGates:
                     return value
                 else:
                     outcome = "raised"
-                    _fail(task, command.get("way") or FAIL_WAYS[0])
+                    fail_way(task, command.get("way") or FAIL_WAYS[0])
         except asyncio.CancelledError:
             outcome = "error" if outcome == "raised" else "cancelled"
             raise
@@ -100,26 +100,7 @@ class WireGates:
         return seq
 
     async def _finish(self, channel: _Channel, task: Any, way: str, seq: int) -> Any:
-        # The same ways as the in-process probe (`harness.probe.gates.Gates._finish`).
-        value = {"n": seq - 1}
-        if way == "complete":
-            return {"n": await self._send(channel, task, seq, "complete")}
-        if way == "none":
-            return None
-        if way == "mark_completed":
-            mark = getattr(task, "mark_completed", None)
-            if mark is not None:
-                await mark(final_value=value)
-        return value
-
-
-def _fail(task: Any, way: str) -> None:
-    message = f"probe task {task.pk} made to fail"
-    if way == "cancelled":
-        raise asyncio.CancelledError(message)
-    if way == "base_exception":
-        raise ProbeAbort(message)
-    raise ProbeFailure(message)
+        return await finish_way(task, way, seq - 1, lambda: self._send(channel, task, seq, "complete"))
 
 
 def from_environment() -> WireGates | None:
