@@ -52,23 +52,27 @@ def _reap_all() -> None:
 
 _launching = False
 """True between starting a server and registering it: a signal then waits until it is registered."""
-_deferred: list[int] = []
+_deferred: list[tuple[int, Any]] = []
+_previous: dict[int, Any] = {}
+"""The handler each signal had before the reaper: called after it (a test runner's, coverage's)."""
 
 
 def _on_signal(signum: int, frame: Any) -> None:
     """SIGTERM, SIGHUP or SIGINT to the harness: kill its servers first (atexit does not run on a
-    signal), then end as the signal would have. A signal that comes while a server is being started
-    (its process exists, but is not registered yet) is acted on once it is registered."""
+    signal), then do what the signal did before. A signal that comes while a server is being
+    started (its process exists, but is not registered yet) is acted on once it is registered."""
     if _launching:
-        _deferred.append(signum)
+        _deferred.append((signum, frame))
         return
-    _act_on(signum)
+    _act_on(signum, frame)
 
 
-def _act_on(signum: int) -> None:
-    if signum == signal.SIGINT:
-        raise KeyboardInterrupt  # as Python's own handler does; atexit then reaps the servers
+def _act_on(signum: int, frame: Any) -> None:
     _reap_all()
+    previous = _previous.get(signum, signal.SIG_DFL)
+    if callable(previous):
+        previous(signum, frame)  # e.g. Python's SIGINT handler: KeyboardInterrupt
+        return
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
 
@@ -78,11 +82,12 @@ def _install_reaper() -> None:
 
     if threading.current_thread() is not threading.main_thread():
         return
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(signum) is signal.SIG_DFL:
-            signal.signal(signum, _on_signal)
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, _on_signal)
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        current = signal.getsignal(signum)
+        if current is _on_signal or current is signal.SIG_IGN or current is None:
+            continue
+        _previous[signum] = current
+        signal.signal(signum, _on_signal)
 
 
 def free_port() -> int:
@@ -136,7 +141,7 @@ class Server:
         finally:
             _launching = False
         if _deferred:
-            _act_on(_deferred.pop())
+            _act_on(*_deferred.pop())
         return process
 
     async def start(self, bound: float = START_TIMEOUT) -> None:
