@@ -44,7 +44,7 @@ def group_of(filename: str, function: str = "") -> str:
     for name, needles in GROUPS:
         if any(n in filename for n in needles):
             return name
-    return "other builtins and C calls"
+    return "builtins called by the layers above (getattr, isinstance, len, ...)"
 
 
 def main(argv: list[str]) -> int:
@@ -93,6 +93,8 @@ def main(argv: list[str]) -> int:
             group = group_of(filename, function)
             if which == "offload thread" and group == OFFLOAD_WAIT:
                 group = "offload thread idle (waiting for work)"
+            elif which == "offload thread" and filename == "~":
+                group = "Django ORM and database driver"  # C calls of the database thread: sqlite3's
             own[group] = own.get(group, 0.0) + tottime
     waiting = own.pop(OFFLOAD_WAIT, 0.0) + own.pop("offload thread idle (waiting for work)", 0.0)
     total = sum(own.values())
