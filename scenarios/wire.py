@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import Flaky
 
 from harness.checkers import check_wire
+from harness.errors import ConfigError
 from harness.history import History
 from harness.probe.gates import FAIL_WAYS, FINISH_WAYS
 from harness.wire.run import WireRun
@@ -232,6 +233,15 @@ class WireResult:
         return "pass" if counts.get("pass") else "unknown"
 
 
+class _Broken(BaseException):
+    """A server could not start: nothing to search (a BaseException, so Hypothesis neither shrinks
+    it as a failure nor goes on)."""
+
+    def __init__(self, error: ConfigError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class _Found(Exception):
     def __init__(self, clause: str) -> None:
         super().__init__(clause)
@@ -258,8 +268,11 @@ class _WireSearch:
         self.shrink_deadline: float | None = None
 
     def run(self, program: list[dict[str, Any]]) -> Found:
-        history, results, logs = run_wire_program(self.adapter, self.sut, self.database_url, self.log_dir,
-                                                  program)
+        try:
+            history, results, logs = run_wire_program(self.adapter, self.sut, self.database_url,
+                                                      self.log_dir, program)
+        except ConfigError as exc:
+            raise _Broken(exc) from None
         return program, history, results, logs
 
     def example(self, program: list[dict[str, Any]]) -> None:
@@ -353,13 +366,16 @@ def search_wire(adapter: Any, sut: str, database_url: str, log_dir: str, *, prof
                 seed: int = 0, clauses: set[str] | None = None,
                 progress: Callable[[str], None] | None = None) -> WireResult:
     """Search with Hypothesis; each clause that fails is shrunk (within the profile's time budget),
-    then re-run for its reproduction rate."""
+    then re-run for its reproduction rate. ConfigError if a server cannot be started."""
     began = time.monotonic()
     search = _WireSearch(adapter, sut, database_url, log_dir, WIRE_PROFILES[profile], seed, clauses, progress)
-    for number in range(MAX_ROUNDS):
-        if not search.round(number):
-            break
-    search.keep_unshrunk()
-    search.reproduce()
+    try:
+        for number in range(MAX_ROUNDS):
+            if not search.round(number):
+                break
+        search.keep_unshrunk()
+        search.reproduce()
+    except _Broken as broken:
+        raise broken.error from None
     search.result.seconds = time.monotonic() - began
     return search.result

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import spec
+from harness.errors import ConfigError
 from harness.history import History
 from streamspec.console import (
     EXIT_OK,
@@ -78,6 +79,9 @@ def run_wire_job(args: argparse.Namespace, out_stream: Any) -> int:
     try:
         result = search_wire(adapter, args.sut, _database_url(), logs, profile=args.profile, seed=seed,
                              clauses=clauses, progress=say)
+    except ConfigError as exc:
+        # The implementation's server does not start: a setup problem, not a verdict (exit 2).
+        raise UsageError(f"--mode http: {exc}") from None
     finally:
         shutil.rmtree(logs, ignore_errors=True)
     rows = []

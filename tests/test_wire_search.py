@@ -114,3 +114,18 @@ def test_a_client_timeline_tells_what_each_client_saw():
         "c1: stream ended (terminal)",
         "r1 on p0: HTTP 400  after 0.010s",
     ]
+
+
+def test_a_server_that_does_not_start_stops_the_search_with_its_reason(monkeypatch):
+    from harness.errors import ConfigError
+
+    calls = []
+
+    def broken(adapter, sut, database_url, log_dir, program):
+        calls.append(program)
+        raise ConfigError("server p0 (serve) exited with code 3 before answering /health:\nno such command")
+
+    monkeypatch.setattr(wire, "run_wire_program", broken)
+    with pytest.raises(ConfigError, match="exited with code 3"):
+        wire.search_wire(None, "fake", "sqlite://", "/nonexistent", profile="ci", seed=3)
+    assert len(calls) == 1  # not shrunk as if it were a failure of the implementation
