@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from harness.checkers.base import Verdict
-from harness.errors import ConfigError
+from harness.errors import UsageError
 from harness.wire.run import WireRun
 from tests.wire_support import database_url, run, steps
 
@@ -72,7 +72,7 @@ def test_a_run_leaves_no_server_behind_even_when_it_fails_midway(sut_adapter, tm
             await run.attach(task, 0)
             pids = [s.process.pid for s in run.servers.values()]
             marker = f"STREAMSPEC_CONTROL={run.control.address}".encode()
-            with pytest.raises(ConfigError, match="no server process 5"):
+            with pytest.raises(UsageError, match="no server process 5"):
                 await run.attach(task, 5)
         finally:
             await run.close()

@@ -1,13 +1,13 @@
 """One example over the wire: server processes, the control channel, clients, and the history.
 
-`WireRun` executes program steps (the in-process programs' vocabulary, see `scenarios.program`,
-with ``process`` naming a server) against real servers and records the same history as the
+`WireRun` performs operations (the in-process programs' vocabulary, see `scenarios.program`, with
+a server named by its position) against real servers and records the same history as the
 in-process engine. What the wire cannot show is not invented: no object tokens (a request's lookup
 is inside the server), no resource counts, no buffer sizes; the verdicts that need them are
-UNKNOWN (see `harness.wire.UNOBSERVABLE`).
+UNKNOWN (see `harness.checkers.UNOBSERVABLE`).
 
-Nothing here controls the order in which the servers run: the operation sequence is the program's,
-the interleavings inside and between the servers are the operating system's. `settle` waits until
+Nothing here controls the order in which the servers run: the operation sequence is the caller's,
+the interleavings inside and between the servers are the operating system's. `finish` waits until
 nothing has happened for `quiet` seconds (bounded), so "the system drained" is judged in real time.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from harness.conventions import Conventions
-from harness.errors import ConfigError
+from harness.errors import UsageError
 from harness.recorder import Recorder
 from harness.records import (
     HARNESS,
@@ -42,14 +42,14 @@ from harness.wire.servers import SHUTDOWN_BOUND, Server
 QUIET_SECONDS = 0.6
 """The system has drained when nothing was recorded for this long (longer than a relay's poll)."""
 SETTLE_BOUND = 10.0
-"""Seconds `settle` waits at most for quiet; past it the run ends as a hang."""
+"""Seconds `finish` waits at most for quiet; past it the run ends as a hang."""
 SETTLE_ROUNDS = 3
 REQUEST_TIMEOUT = 5.0
 """Seconds a malformed or hostile request waits for its response (W4: never a hang)."""
 
 
 class WireRun:
-    """Drive one example: `open`, then `step` per program step, then `finish`; `close` always."""
+    """Drive one example: `open`, then one method call per operation, then `finish`; `close` always."""
 
     def __init__(self, adapter: Any, sut: str, database_url: str, log_dir: str, *, processes: int = 1,
                  quiet: float = QUIET_SECONDS) -> None:
@@ -94,7 +94,7 @@ class WireRun:
     def server(self, index: int) -> Server:
         names = list(self.servers)
         if not 0 <= index < len(names):
-            raise ConfigError(f"no server process {index}: the example has {len(names)}")
+            raise UsageError(f"no server process {index}: the example has {len(names)}")
         return self.servers[names[index]]
 
     async def close(self) -> None:
@@ -161,7 +161,7 @@ class WireRun:
 
     def client(self, index: int) -> WireClient:
         if not 0 <= index < len(self.clients):
-            raise ConfigError(f"no client {index}: the example has {len(self.clients)}")
+            raise UsageError(f"no client {index}: the example has {len(self.clients)}")
         return self.clients[index]
 
     async def detach(self, index: int) -> None:
