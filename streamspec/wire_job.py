@@ -100,15 +100,17 @@ def run_wire_job(args: argparse.Namespace, out_stream: Any) -> int:
     exit_code = EXIT_VIOLATED if must_fail else EXIT_OK
     out.mkdir(parents=True, exist_ok=True)
     for clause_id, failure in result.failures.items():
-        (out / f"{clause_id}.md").write_text(_failure_report(adapter, versions(adapter), args, seed, failure))
+        report = _failure_report(adapter, versions(adapter), args, seed, failure)
+        (out / f"{clause_id}.md").write_text(report, encoding="utf-8")
     summary = {
         "format": "streamspec.summary", "version": 1, "sut": out.name, "adapter": args.sut, "mode": "http",
         "versions": versions(adapter), "profile": args.profile, "seed": seed,
         "seconds": round(result.seconds, 3), "examples": {"http": result.examples},
         "clauses": rows, "not_controlled": NOT_CONTROLLED, "exit_code": exit_code,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    (out / "summary.md").write_text(_summary_md(summary) + _observations_md(result.observations))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    text = _summary_md(summary) + _observations_md(result.observations)
+    (out / "summary.md").write_text(text, encoding="utf-8")
     print(f"{adapter.name} over HTTP: {result.examples} examples in {result.seconds:.0f} s, seed {seed}",
           file=out_stream)
     for row in rows:

@@ -110,3 +110,12 @@ def test_an_interrupted_verify_leaves_nothing_behind(sut_adapter, tmp_path, sign
     while _server_processes(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _server_processes(marker)
+
+
+def test_a_server_log_tail_is_text_even_after_a_hostile_request(tmp_path):
+    from harness.wire.servers import Server
+
+    server = Server.__new__(Server)
+    server.log_path = tmp_path / "p0.log"
+    server.log_path.write_bytes(b'INFO: "GET /stream/a/B/1\x00 HTTP/1.1" 404\r\nnext\tline\n')
+    assert server.log_tail() == 'INFO: "GET /stream/a/B/1\\x00 HTTP/1.1" 404\nnext\tline'

@@ -34,6 +34,7 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 """The folder holding the `harness` package: on the servers' path, so a source checkout works."""
 
 _live: set[subprocess.Popen[bytes]] = set()
+_CONTROL_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F) if chr(c) not in "\n\t"}
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
@@ -212,5 +213,8 @@ class Server:
             text = self.log_path.read_text(errors="replace")
         except OSError:
             return "(no output)"
+        # A hostile request's path can put control characters (a NUL) into the log: shown escaped,
+        # so that the reports stay text.
+        text = text.translate(_CONTROL_ESCAPES)
         return "\n".join(text.splitlines()[-lines:]) or "(no output)"
 
