@@ -47,7 +47,6 @@ class WireClient:
         self.ended = False
         self.answered = asyncio.Event()
         """Set when the request has its response head, or failed to get one."""
-        self.status: int | None = None
         self.last_event_id: str | None = None
         self.last_seq: int | None = None
         """The probe's number of the last event this client read (where a reconnect resumes)."""
@@ -62,7 +61,6 @@ class WireClient:
         try:
             async with self._http.stream("GET", self.url, headers=self._headers,
                                          timeout=httpx.Timeout(HEAD_TIMEOUT, read=None)) as response:
-                self.status = response.status_code
                 self._add(Response, self.process, client=self.name, status=response.status_code,
                           headers={k: response.headers[k] for k in JUDGED_HEADERS if k in response.headers},
                           after=round(time.monotonic() - began, 6))

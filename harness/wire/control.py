@@ -56,8 +56,6 @@ class ControlServer:
         self._connections: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self.runs: list[LiveRun] = []
-        self.activity = asyncio.Event()
-        """Set whenever a run reports something (the run driver waits for quiet with it)."""
         self.address = ""
 
     async def start(self) -> None:
@@ -132,7 +130,6 @@ class ControlServer:
                 return  # its process died (or shut down): the Fault record says which
             message, line = json.loads(line), None
             op = message.get("op")
-            self.activity.set()
             if op == "enter":
                 task = self._task_token(str(message["task"]))
                 if task is None:

@@ -67,7 +67,6 @@ class WireRun:
         self.clients: list[WireClient] = []
         self._ops = 0
         self._http = httpx.AsyncClient(limits=httpx.Limits(max_connections=None, max_keepalive_connections=0))
-        self.shutdown_seconds: dict[str, float | None] = {}
         from harness.probe.models import ProbeTask
 
         self.model = ProbeTask
@@ -221,7 +220,6 @@ class WireRun:
         self.recorder.add(Fault, server.name, fault="shutdown")
         took = await server.terminate(SHUTDOWN_BOUND)
         self.control.run_gone(server.name)
-        self.shutdown_seconds[server.name] = took
         self._streams_end(server, "shutdown")
         self._done(op_id, value={"seconds": None if took is None else round(took, 3)})
         return took
