@@ -55,7 +55,7 @@ _launching = False
 """True between starting a server and registering it: a signal then waits until it is registered."""
 _deferred: list[tuple[int, Any]] = []
 _previous: dict[int, Any] = {}
-"""The handler each signal had before the reaper: called after it (a test runner's, coverage's)."""
+"""The handler SIGTERM and SIGHUP had before the reaper: called after it (coverage's, say)."""
 
 
 def _on_signal(signum: int, frame: Any) -> None:
@@ -70,6 +70,10 @@ def _on_signal(signum: int, frame: Any) -> None:
 
 def _act_on(signum: int, frame: Any) -> None:
     _reap_all()
+    if signum == signal.SIGINT:
+        # What Python's own handler does. Not the handler that was there before: inside
+        # asyncio.run that is the runner's, which outlives its loop and would then do nothing.
+        raise KeyboardInterrupt
     previous = _previous.get(signum, signal.SIG_DFL)
     if callable(previous):
         previous(signum, frame)  # e.g. Python's SIGINT handler: KeyboardInterrupt
@@ -87,7 +91,7 @@ def _install_reaper() -> None:
         current = signal.getsignal(signum)
         if current is _on_signal or current is signal.SIG_IGN or current is None:
             continue
-        _previous[signum] = current
+        _previous[signum] = current  # (SIGINT's is not called: see _act_on)
         signal.signal(signum, _on_signal)
 
 
