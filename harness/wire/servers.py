@@ -76,7 +76,7 @@ def _act_on(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
     previous = _previous.get(signum, signal.SIG_DFL)
     if callable(previous):
-        previous(signum, frame)  # e.g. Python's SIGINT handler: KeyboardInterrupt
+        previous(signum, frame)  # e.g. coverage's, which saves its data and ends the process
         return
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
