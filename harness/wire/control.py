@@ -1,7 +1,7 @@
 """The harness's end of the control channel: it hands each probe run its next step and records
 what the runs report (entered, sending, sent, exited) into the history.
 
-Why a TCP server of the harness's own (see the README, "HTTP mode"): the server processes already
+Why a TCP server of the harness's own (see the README, "Black-box: --mode http"): the server processes already
 reach the harness over loopback, a connection per run tells the harness at once when a run's
 process dies (the connection closes), and a reply to "sending" lets the harness record the send
 before any client can read the event. A table in the shared database would need polling (latency,
