@@ -5,8 +5,9 @@ A wire program is a list of JSON steps like the in-process programs (`scenarios.
 ``process`` names a server process by position and ``client`` a client by position:
 ``{"op": "attach", "process": 1}``, ``{"op": "release", "count": 2}``, ``{"op": "crash", "process": 0}``
 (a kill -9 and a restart), ``{"op": "reconnect", "client": 0, "process": 1}`` (its connection drops
-and it comes back with Last-Event-ID), ``{"op": "request", "process": 0, "which": 3}`` (a hostile
-request, see `hostile_paths`).
+and it comes back with Last-Event-ID), ``{"op": "crowd", "process": 0, "count": 8}`` (clients at
+once, past a server's limit of open streams), ``{"op": "request", "process": 0, "which": 3}`` (a
+hostile request, see `hostile_paths`).
 Every example has one task, created first; the first step of a program says how many servers run.
 
 What is not controlled here, and what the reports say about it: the order in which servers and
@@ -41,6 +42,7 @@ CROWD = 12
 """Clients a crowd step opens at once at most: past the limit of open streams the reference's
 adapter sets for its servers (`http_settings`)."""
 REPRODUCTIONS = 3
+"""Re-runs of each shrunk failure, for its reproduction rate."""
 OBSERVED = {
     "a kill -9 and a restart": lambda ops: _after(ops, "attach", "crash") and _after(ops, "crash", "attach"),
     "a SIGTERM with streams open": lambda ops: _after(ops, "attach", "shutdown"),
@@ -51,7 +53,6 @@ OBSERVED = {
 
 def _after(ops: list[str], first: str, then: str) -> bool:
     return first in ops and then in ops[ops.index(first):]
-"""Re-runs of each shrunk failure, for its reproduction rate."""
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,7 @@ class VerifyJob:
     # -- the run ------------------------------------------------------------------------------
 
     def run(self, out_stream: Any) -> int:
-        tmp = _prepare_folder(self.out)
+        tmp = prepare_folder(self.out)
         try:
             say = self.progress or Progress()
             configure(self.adapter)
@@ -122,7 +122,7 @@ class VerifyJob:
             baseline_info = self._compare_baseline(rows)
             data = self._summary(result, rows, entry_results, added, baseline_info, started)
             write_summary(tmp, data)
-            _move_into_place(tmp, self.out)
+            move_into_place(tmp, self.out)
             try:
                 write_index(self.out.parent)
             except OSError as exc:
@@ -255,7 +255,7 @@ def verify_command(
     return VerifyJob(args, progress).run(out_stream or sys.stdout)
 
 
-def _prepare_folder(out: Path) -> Path:
+def prepare_folder(out: Path) -> Path:
     """A fresh temporary folder beside `out` (so the final move is a rename); UsageError if the
     place cannot be written."""
     if out.exists() and not out.is_dir():
@@ -271,7 +271,7 @@ def _prepare_folder(out: Path) -> Path:
     return tmp
 
 
-def _move_into_place(tmp: Path, out: Path) -> None:
+def move_into_place(tmp: Path, out: Path) -> None:
     old = None
     if out.exists():
         old = out.parent / f".{out.name}.old-{os.getpid()}"

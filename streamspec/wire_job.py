@@ -31,6 +31,7 @@ from streamspec.console import (
     versions,
 )
 from streamspec.corpus import folder_name
+from streamspec.verify_job import move_into_place, prepare_folder
 
 __all__ = ["run_wire_job"]
 
@@ -98,19 +99,15 @@ def run_wire_job(args: argparse.Namespace, out_stream: Any) -> int:
     must_fail = [r["clause"] for r in rows
                  if r["verdict"] == "fail" and (r["level"] == "MUST" or args.strict)]
     exit_code = EXIT_VIOLATED if must_fail else EXIT_OK
-    out.mkdir(parents=True, exist_ok=True)
-    for clause_id, failure in result.failures.items():
-        report = _failure_report(adapter, versions(adapter), args, seed, failure)
-        (out / f"{clause_id}.md").write_text(report, encoding="utf-8")
-    summary = {
-        "format": "streamspec.summary", "version": 1, "sut": out.name, "adapter": args.sut, "mode": "http",
-        "versions": versions(adapter), "profile": args.profile, "seed": seed,
-        "seconds": round(result.seconds, 3), "examples": {"http": result.examples},
-        "clauses": rows, "not_controlled": NOT_CONTROLLED, "exit_code": exit_code,
-    }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    text = _summary_md(summary) + _observations_md(result.observations)
-    (out / "summary.md").write_text(text, encoding="utf-8")
+    # Written beside the target and moved into place at the end, as the in-process job does: a
+    # previous run's reports never mix with this one's, and a failed run leaves them as they were.
+    folder = prepare_folder(out)
+    try:
+        _write(folder, adapter, args, seed, result, rows, exit_code)
+        move_into_place(folder, out)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     print(f"{adapter.name} over HTTP: {result.examples} examples in {result.seconds:.0f} s, seed {seed}",
           file=out_stream)
     for row in rows:
@@ -120,6 +117,27 @@ def run_wire_job(args: argparse.Namespace, out_stream: Any) -> int:
               file=out_stream)
     print(f"reports: {display(out)}", file=out_stream)
     return exit_code
+
+
+def _write(out: Path, adapter: Any, args: argparse.Namespace, seed: int, result: Any,
+           rows: list[dict[str, Any]], exit_code: int) -> None:
+    for clause_id, failure in result.failures.items():
+        report = _failure_report(adapter, versions(adapter), args, seed, failure)
+        (out / f"{clause_id}.md").write_text(report, encoding="utf-8")
+    summary = {
+        "format": "streamspec.summary", "version": 1, "sut": _target_name(args, adapter), "adapter": args.sut,
+        "mode": "http",
+        "versions": versions(adapter), "profile": args.profile, "seed": seed,
+        "seconds": round(result.seconds, 3), "examples": {"http": result.examples},
+        "clauses": rows, "not_controlled": NOT_CONTROLLED, "exit_code": exit_code,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    text = _summary_md(summary) + _observations_md(result.observations)
+    (out / "summary.md").write_text(text, encoding="utf-8")
+
+
+def _target_name(args: argparse.Namespace, adapter: Any) -> str:
+    return Path(args.out).name if args.out else f"{folder_name(adapter.name)}-http"
 
 
 def _summary_md(summary: dict[str, Any]) -> str:

@@ -60,3 +60,23 @@ def test_the_reference_holds_every_observable_clause(sut_adapter, program):
         assert results["W5"].verdict is Verdict.PASS and results["W5"].examined["resumed streams"] == 2
 
 
+
+
+def test_verify_over_http_passes_and_replaces_the_previous_reports(sut_adapter, tmp_path, capsys):
+    import json
+
+    from streamspec.cli import main
+
+    out = tmp_path / "reports"
+    out.mkdir()
+    (out / "S4.md").write_text("a stale report of an earlier run")
+    code = main(["verify", "--sut", sut_adapter.name, "--mode", "http", "--profile", "dev", "--seed", "0",
+                 "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert not (out / "S4.md").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["mode"] == "http" and summary["exit_code"] == 0
+    assert {row["clause"]: row["verdict"] for row in summary["clauses"]}["S1"] == "unknown"
+    assert "over HTTP" in printed and f"reports: {out}" in printed
+    assert [p.name for p in tmp_path.iterdir()] == ["reports"]  # no temporary folder left beside it
