@@ -34,10 +34,6 @@ def _server_class() -> type:
     return StreamingServer
 
 
-def _Server(config):
-    return _server_class()(config)
-
-
 class Command(BaseCommand):
     help = "Serve task streams over SSE with uvicorn, on a TCP port (--port) or a Unix socket."
 
@@ -64,7 +60,7 @@ class Command(BaseCommand):
         common = {"log_level": options["log_level"], "lifespan": "on", "timeout_graceful_shutdown": 5}
         if port:
             self.stdout.write(self.style.SUCCESS(f"Starting streaming server on {options['host']}:{port}"))
-            _Server(uvicorn.Config(app, host=options["host"], port=port, **common)).run()
+            _server_class()(uvicorn.Config(app, host=options["host"], port=port, **common)).run()
             return
         directory = os.path.dirname(os.path.abspath(socket_path))
         if not os.path.isdir(directory):
@@ -72,4 +68,4 @@ class Command(BaseCommand):
         if os.path.exists(socket_path):
             os.remove(socket_path)
         self.stdout.write(self.style.SUCCESS(f"Starting streaming server on Unix socket: {socket_path}"))
-        _Server(uvicorn.Config(app, uds=socket_path, **common)).run()
+        _server_class()(uvicorn.Config(app, uds=socket_path, **common)).run()
