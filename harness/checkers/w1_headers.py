@@ -4,7 +4,7 @@ server at its limit, 503 with Retry-After)."""
 from __future__ import annotations
 
 from harness.checkers.base import ClauseResult, Judge
-from harness.checkers.wire import faulted_by, over_the_wire, stream_requests
+from harness.checkers.wire import faulted_by, over_the_wire, requests_of
 from harness.history import History
 from harness.spec import HEAD_BOUND
 
@@ -15,7 +15,7 @@ def check(history: History) -> ClauseResult:
     judge = Judge(CLAUSE_ID, history)
     if not over_the_wire(judge, history):
         return judge.result()
-    for invoke, head in stream_requests(history):
+    for invoke, head in requests_of(history, "attach"):
         client = invoke.args["client"]
         if head is None:
             if faulted_by(history, invoke.process, history.last_index):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.checkers.base import ClauseResult, Judge
-from harness.checkers.wire import faulted_by, over_the_wire, stream_requests, wire_errors
+from harness.checkers.wire import faulted_by, over_the_wire, requests_of, wire_errors
 from harness.history import History
 
 CLAUSE_ID = "W2"
@@ -13,7 +13,7 @@ def check(history: History) -> ClauseResult:
     judge = Judge(CLAUSE_ID, history)
     if not over_the_wire(judge, history):
         return judge.result()
-    judge.saw("streams", len(stream_requests(history)))
+    judge.saw("streams", len(requests_of(history, "attach")))
     for error in wire_errors(history):
         if error.what != "framing":
             continue  # W3's

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.checkers.base import ClauseResult, Judge
-from harness.checkers.wire import bad_requests, faulted_by, over_the_wire
+from harness.checkers.wire import faulted_by, over_the_wire, requests_of
 from harness.history import History
 
 CLAUSE_ID = "W4"
@@ -13,7 +13,7 @@ def check(history: History) -> ClauseResult:
     judge = Judge(CLAUSE_ID, history)
     if not over_the_wire(judge, history):
         return judge.result()
-    for invoke, head in bad_requests(history):
+    for invoke, head in requests_of(history, "request"):
         what = f"{invoke.args['method']} {invoke.args['path']}"
         if invoke.args.get("headers"):
             what += f" with {invoke.args['headers']}"

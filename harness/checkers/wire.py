@@ -4,28 +4,19 @@ saw (a server the harness killed or stopped cannot be blamed for a broken answer
 from __future__ import annotations
 
 from harness.checkers.base import Judge
-from harness.history import History, Invoke, Response, StreamEnd, WireError
+from harness.history import History, Invoke, Response, WireError
 
 
-def stream_requests(history: History) -> list[tuple[Invoke, Response | None]]:
-    """Every client's stream request (attach) and the response head it got, if any."""
+def requests_of(history: History, op: str) -> list[tuple[Invoke, Response | None]]:
+    """Every request of operation `op` ("attach": a client's stream request; "request": a malformed
+    or hostile one), with the response head it got, if any."""
     heads = {r.client: r for r in history.records if isinstance(r, Response)}
     return [(r, heads.get(r.args["client"])) for r in history.records
-            if isinstance(r, Invoke) and r.op == "attach"]
-
-
-def bad_requests(history: History) -> list[tuple[Invoke, Response | None]]:
-    heads = {r.client: r for r in history.records if isinstance(r, Response)}
-    return [(r, heads.get(r.args["client"])) for r in history.records
-            if isinstance(r, Invoke) and r.op == "request"]
+            if isinstance(r, Invoke) and r.op == op]
 
 
 def wire_errors(history: History) -> list[WireError]:
     return [r for r in history.records if isinstance(r, WireError)]
-
-
-def stream_ends(history: History) -> dict[str, StreamEnd]:
-    return {r.client: r for r in history.records if isinstance(r, StreamEnd)}
 
 
 def faulted_by(history: History, process: str, index: int) -> bool:
