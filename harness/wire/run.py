@@ -35,7 +35,7 @@ from harness.records import (
 )
 from harness.runner import persisted_task
 from harness.spec import HEAD_BOUND
-from harness.wire.clients import WireClient
+from harness.wire.clients import JUDGED_HEADERS, WireClient
 from harness.wire.control import ControlServer
 from harness.wire.servers import SHUTDOWN_BOUND, Server
 
@@ -259,8 +259,8 @@ class WireRun:
             async with self._http.stream(method, server.base_url + path, headers=headers,
                                          timeout=REQUEST_TIMEOUT) as response:
                 self.recorder.add(Response, server.name, client=name, status=response.status_code,
-                                  headers={k: v for k, v in response.headers.items()
-                                           if k in ("content-type", "cache-control")},
+                                  headers={k: response.headers[k] for k in JUDGED_HEADERS
+                                           if k in response.headers},
                                   after=round(time.monotonic() - began, 6))
                 self._done(op_id, server.name, value={"status": response.status_code})
                 return response.status_code
