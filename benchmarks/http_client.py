@@ -60,8 +60,11 @@ class Server:
 def start_server(sut: str) -> Server:
     """``python -m django runserver_stream`` with the benchmark settings, on a free port."""
     port = free_port()
+    from django.conf import settings
+
     env = dict(os.environ)
     env.update({
+        "DJANGO_SECRET_KEY": settings.SECRET_KEY,
         "DJANGO_SETTINGS_MODULE": "benchmarks.server_settings",
         "STREAMSPEC_SUT": sut,
         "STREAMING_KEEPALIVE_SECONDS": str(KEEPALIVE_SECONDS),

@@ -14,7 +14,8 @@ from harness.django_setup import database_settings
 
 _adapter = load_adapter(os.environ.get("STREAMSPEC_SUT", "reference"))
 
-SECRET_KEY = "streamspec-bench-server"
+# The benchmark process's key: it signs the stream URLs the reference checks (access control).
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "streamspec-bench-server")
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
 INSTALLED_APPS = [*_adapter.installed_apps, "benchmarks.benchapp"]

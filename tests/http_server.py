@@ -60,6 +60,11 @@ def manage_command(*args: str) -> list[str]:
 def server_env(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("DJANGO_SETTINGS_MODULE", "reference_impl.settings")
+    from django.conf import settings
+
+    if settings.configured:
+        # The server checks the stream URLs the tests sign (StreamTask.stream_url) with its key.
+        env.setdefault("DJANGO_SECRET_KEY", settings.SECRET_KEY)
     env["PYTHONUNBUFFERED"] = "1"
     env.update(overrides or {})
     return env

@@ -53,7 +53,7 @@ EXAMPLE_EVENTS = ["start", "progress", "progress", "progress", "complete"]
 
 
 def stream_url(task: Model) -> str:
-    return f"/stream/{task._meta.app_label}/{type(task).__name__}/{task.pk}"
+    return task.stream_url()
 
 
 def data_of(event: ServerSentEvent) -> Any:
@@ -507,6 +507,8 @@ def test_bad_streaming_environment_is_a_clear_settings_error() -> None:
          "STREAMING_EVENT_LOG (environment) must be one of 1, true, yes, on, 0, false, no, off, got 'maybe'"),
         ({"STREAMING_OVERFLOW_NOTICE": "shout"},
          "STREAMING_OVERFLOW_NOTICE must be one of 'overflow', 'error', 'close', got 'shout'"),
+        ({"STREAMING_ACCESS": "anyone"}, "STREAMING_ACCESS must be one of 'signed', 'open', got 'anyone'"),
+        ({"STREAMING_URL_MAX_AGE": "-5"}, "STREAMING_URL_MAX_AGE must be a positive finite number, got -5.0"),
     ]
     processes = [_spawn("runserver_stream", "--port", str(free_port()), env=env) for env, _ in cases]
     for (returncode, output), (env, message) in zip(_finish(processes), cases, strict=True):
@@ -529,6 +531,7 @@ def test_every_streaming_setting_comes_from_the_environment() -> None:
         "STREAMING_EVENT_LOG": ("off", False), "STREAMING_LOG_ON_LOOP": ("0", False),
         "STREAMING_LEASE_SECONDS": ("3", 3.0), "STREAMING_POLL_SECONDS": ("0.25", 0.25),
         "STREAMING_BATCH_SECONDS": ("0", 0.0), "STREAMING_OVERFLOW_NOTICE": ("close", "close"),
+        "STREAMING_ACCESS": ("open", "open"), "STREAMING_URL_MAX_AGE": ("60", 60.0),
     }
     assert set(chosen) == set(DEFAULTS), "a setting was added: give it a value here"
     assert all(DEFAULTS[name] != value for name, (_, value) in chosen.items())
@@ -653,9 +656,11 @@ async def _drive(app: Any, path: str, disconnect: asyncio.Event, sent: list[dict
     async def send(message: dict) -> None:
         sent.append(message)
 
+    path, _, query = path.partition("?")
     scope = {
         "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
-        "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
+        "query_string": query.encode(),
         "root_path": "", "headers": [(b"host", b"localhost")], "client": ("127.0.0.1", 50000),
         "server": ("localhost", 80),
     }

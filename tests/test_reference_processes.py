@@ -247,6 +247,7 @@ async def test_takeover_probe_fails_when_only_the_latest_logged_event_is_read(mo
 async def test_a_resumer_that_has_the_terminal_event_gets_204_while_the_outcome_is_stored(monkeypatch):
     """Between the terminal event and the stored outcome the task still runs here; a reconnecting
     client that already has that event must be told to stop, not kept waiting for nothing."""
+    from reference_impl.streaming.access import sign
     from reference_impl.streaming.streams import StreamLimiter, open_stream
 
     storing, done = asyncio.Event(), asyncio.Event()
@@ -269,7 +270,8 @@ async def test_a_resumer_that_has_the_terminal_event_gets_204_while_the_outcome_
 
     async def reconnect():
         return await open_stream(APP, "SignalTask", str(task.pk), str(terminal["id"]),
-                                 limiter=StreamLimiter(10), coordinator=coordinator)
+                                 limiter=StreamLimiter(10), coordinator=coordinator,
+                                 token=sign(task._meta.label_lower, task.pk))
 
     response = await in_process(coordinator, reconnect)
     done.set()

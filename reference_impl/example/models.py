@@ -24,6 +24,12 @@ class ExampleTask(StreamTask):
         await self.send_event("complete", result)
         return result
 
+    def can_stream(self, request: Any) -> bool:
+        # The demo's rule for its Django view: any signed-in user (request.user is set by Django's
+        # auth middleware). Without a signed URL, nobody else gets in.
+        user = getattr(request, "user", None)
+        return bool(user is not None and user.is_authenticated)
+
 
 class FailingTask(StreamTask):
     """Sends ``start`` and then raises: the failure path (S6)."""

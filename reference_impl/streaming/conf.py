@@ -34,6 +34,11 @@ class StreamingSettings:
     (see `streams.EventStream`); 0: every event is written as soon as it arrives."""
     overflow_notice: str
     """How a dropped client is told (see `events.overflow_event`): "overflow", "error" or "close"."""
+    access: str
+    """Who may read a stream (see `access`): "signed" (a signed stream URL, or the model's
+    ``can_stream`` in the Django view) or "open" (anyone who can count ids: an explicit choice)."""
+    url_max_age: float
+    """Seconds a signed stream URL (`StreamTask.stream_url`) stays valid."""
 
 
 DEFAULTS: dict[str, object] = {
@@ -47,8 +52,11 @@ DEFAULTS: dict[str, object] = {
     "STREAMING_POLL_SECONDS": 0.5,
     "STREAMING_BATCH_SECONDS": 0.01,
     "STREAMING_OVERFLOW_NOTICE": "overflow",
+    "STREAMING_ACCESS": "signed",
+    "STREAMING_URL_MAX_AGE": 3600.0,
 }
 OVERFLOW_NOTICES = ("overflow", "error", "close")
+ACCESS_MODES = ("signed", "open")
 
 
 def _positive(name: str, kind: type) -> int | float:
@@ -94,6 +102,8 @@ def streaming_settings() -> StreamingSettings:
         poll_seconds=_positive("STREAMING_POLL_SECONDS", float),
         batch_seconds=_non_negative("STREAMING_BATCH_SECONDS"),
         overflow_notice=_choice("STREAMING_OVERFLOW_NOTICE", OVERFLOW_NOTICES),
+        access=_choice("STREAMING_ACCESS", ACCESS_MODES),
+        url_max_age=_positive("STREAMING_URL_MAX_AGE", float),
     )
 
 

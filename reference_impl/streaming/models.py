@@ -82,6 +82,23 @@ class StreamTask(models.Model, metaclass=StreamTaskMeta):
     def is_finished(self) -> bool:
         return self.status in FINISHED or self.completed_at is not None
 
+    # -- access -----------------------------------------------------------------------------------
+
+    def stream_url(self, base: str = "") -> str:
+        """The URL of this task's stream for the standalone server: signed, so that it lets its
+        holder in (and nobody who merely guesses ids) until STREAMING_URL_MAX_AGE has passed.
+        Hand it to the page that opens the EventSource; `base` is the server's origin."""
+        from .access import sign, stream_path
+
+        label = self._meta.label_lower
+        return base + stream_path(label, type(self).__name__, self.stream_key[1], sign(label, self.pk))
+
+    def can_stream(self, request: Any) -> bool:
+        """Whether the Django view may stream this task to `request` (its user is
+        ``request.user`` under Django's auth middleware). Override it; it may be ``async def``.
+        By default nobody without a signed URL gets in."""
+        return False
+
     # -- events and clients -----------------------------------------------------------------------
 
     async def send_event(self, event_type: str, data: Any) -> None:

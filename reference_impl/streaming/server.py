@@ -10,6 +10,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qs
 
 import django
 from django.apps import apps
@@ -86,10 +87,11 @@ class StreamingApp:
         if method != "GET":
             return _text(405, "Method Not Allowed", {"Allow": "GET"})
         last_event_id = _header(scope, b"last-event-id")
+        token = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [None])[-1]
         return await open_stream(
             parts[1], parts[2], parts[3], last_event_id,
             limiter=self.limiter, coordinator=self.coordinator or current_coordinator(),
-            accept=_header(scope, b"accept"),
+            accept=_header(scope, b"accept"), token=token,
         )
 
     async def _send(self, response: Response, scope: Scope, receive: Receive, send: Send) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 
+from . import access
 from .channel import OVERFLOW, TERMINAL_TYPES, Event
 from .conf import streaming_settings
 from .coordinator import TaskCoordinator, current_coordinator
@@ -140,10 +141,14 @@ async def open_stream(
     limiter: StreamLimiter,
     coordinator: TaskCoordinator | None = None,
     accept: str | None = None,
+    token: str | None = None,
+    request: Any = None,
 ) -> Response:
     """Resolve a stream request into a response, or raise `StreamError`. `accept` is the request's
     Accept header: an SSE client (EventSource sends ``text/event-stream``) gets a finished task's
-    final state as an event; any other client gets it as a JSON document (the seed's API)."""
+    final state as an event; any other client gets it as a JSON document (the seed's API).
+    `token` is the signed URL's, `request` the Django view's (for the model's ``can_stream``):
+    a client `access` refuses gets the answer of a missing task."""
     sse = accept is not None and "text/event-stream" in accept
     coordinator = coordinator or current_coordinator()
     task_id = parse_task_id(raw_task_id)
@@ -151,13 +156,15 @@ async def open_stream(
         model = coordinator.resolve_model(app_name, model_name)
     except LookupError:
         raise StreamError(404, "Not Found: no such streaming task model") from None
+    if not await access.permits(model, task_id, token, request):
+        raise _missing()
     resume_after = parse_last_event_id(last_event_id)
     resuming = last_event_id is not None
     if limiter.full:
         # Turned away: answer what needs no stream, and start nothing for this request.
         row = await model._default_manager.filter(pk=task_id).afirst()
         if row is None:
-            raise StreamError(404, "Task not found")
+            raise _missing()
         if row.is_finished:
             return _finished(row, resuming, resume_after, sse)
         raise limiter.refusal()
@@ -166,7 +173,7 @@ async def open_stream(
     try:
         task = await coordinator.get_task_instance(app_name, model_name, task_id)
         if task is None:
-            raise StreamError(404, "Task not found")
+            raise _missing()
         if task.is_finished and not coordinator.is_task_running(app_name, model_name, task_id):
             return _finished(task, resuming, resume_after, sse)
         channel = coordinator.channel_of(task)
@@ -182,6 +189,11 @@ async def open_stream(
     finally:
         if not streaming:
             limiter.release()
+
+
+def _missing() -> StreamError:
+    """The answer to a task that does not exist, and to a client that may not know whether it does."""
+    return StreamError(404, "Task not found")
 
 
 def _has(event: dict[str, Any], resume_after: int | None) -> bool:

@@ -23,7 +23,7 @@ async def stream_view(request: HttpRequest, app_name: str, model_name: str, task
     try:
         response = await open_stream(
             app_name, model_name, task_id, request.headers.get("Last-Event-ID"), limiter=limiter,
-            accept=request.headers.get("Accept"),
+            accept=request.headers.get("Accept"), token=request.GET.get("token"), request=request,
         )
     except StreamError as exc:
         return HttpResponse(exc.message, status=exc.status, headers=exc.headers,
