@@ -23,6 +23,7 @@ from benchmarks.config import sizes
 from benchmarks.figures import CPU, HIGHER, LOWER, WALL, Timed, record
 from benchmarks.http_client import cpu_seconds, start_server, stop_server, stream
 from benchmarks.inproc import APP, MODEL
+from harness.adapters import stream_path_of
 
 SIZES = sizes()
 CLIENT_TIMEOUT = 120.0
@@ -38,12 +39,12 @@ def server(sut_adapter):
     stop_server(server)
 
 
-async def _fanout_round(server, clients: int, events: int) -> dict:
+async def _fanout_round(server, adapter, clients: int, events: int) -> dict:
     task = await BenchTask.objects.acreate(
         mode=STREAM, clients=clients, events=events, burst=SIZES.http_burst, payload=SIZES.http_payload,
         wait_seconds=60.0,
     )
-    path = f"/stream/{APP}/{MODEL}/{task.pk}"
+    path = stream_path_of(adapter, APP, MODEL, task.pk)  # the reference's is signed
     cpu_before = cpu_seconds(server.process.pid)
     results = await asyncio.gather(*(stream(server.port, path, CLIENT_TIMEOUT) for _ in range(clients)))
     cpu_after = cpu_seconds(server.process.pid)
@@ -60,11 +61,12 @@ async def _fanout_round(server, clients: int, events: int) -> dict:
 
 
 @pytest.mark.parametrize("clients", SIZES.http_clients)
-def test_http_fanout(benchmark, aloop, server, sut_label, clients):
+def test_http_fanout(benchmark, aloop, server, sut_adapter, sut_label, clients):
     benchmark.group = f"http-fanout-{clients}"
     events = max(1, SIZES.http_deliveries // clients)
     rounds: list[dict] = []
-    timed = Timed(lambda: rounds.append(aloop.run_until_complete(_fanout_round(server, clients, events))))
+    timed = Timed(lambda: rounds.append(
+        aloop.run_until_complete(_fanout_round(server, sut_adapter, clients, events))))
     benchmark.pedantic(timed, rounds=SIZES.http_rounds, warmup_rounds=1, iterations=1)
     measured = rounds[1:] or rounds
     missing = sum(r["expected"] - r["delivered"] for r in measured)
@@ -78,9 +80,9 @@ def test_http_fanout(benchmark, aloop, server, sut_label, clients):
                "deliveries/CPU-s", HIGHER, clock=CPU, clients=clients, events=events)
 
 
-async def _headers_round(port: int) -> dict:
+async def _headers_round(port: int, adapter) -> dict:
     task = await BenchTask.objects.acreate(mode=STREAM, clients=1, events=0, first_delay=SIZES.headers_delay)
-    result = await stream(port, f"/stream/{APP}/{MODEL}/{task.pk}", CLIENT_TIMEOUT)
+    result = await stream(port, stream_path_of(adapter, APP, MODEL, task.pk), CLIENT_TIMEOUT)
     if result.headers_at is None or result.terminal_at is None:
         raise AssertionError(f"the stream did not complete: {result.error or result.status}")
     return {
@@ -90,10 +92,10 @@ async def _headers_round(port: int) -> dict:
     }
 
 
-def test_http_time_to_headers(benchmark, aloop, server, sut_label):
+def test_http_time_to_headers(benchmark, aloop, server, sut_adapter, sut_label):
     benchmark.group = "http-headers"
     rounds: list[dict] = []
-    timed = Timed(lambda: rounds.append(aloop.run_until_complete(_headers_round(server.port))))
+    timed = Timed(lambda: rounds.append(aloop.run_until_complete(_headers_round(server.port, sut_adapter))))
     benchmark.pedantic(timed, rounds=SIZES.headers_rounds, warmup_rounds=1, iterations=1)
     measured = rounds[1:] or rounds
     record(benchmark, "http/headers", sut_label, statistics.median(r["headers"] for r in measured) * 1e3,

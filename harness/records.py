@@ -23,6 +23,7 @@ OPS = frozenset(
     {
         "create", "start", "lookup", "reload", "attach", "detach", "stall",
         "release", "finish_ok", "finish_fail", "crash", "restart", "shutdown", "wait", "request",
+        "intrude",
     }
 )
 """Operations a scenario invokes. Their `Invoke.args` by convention:
@@ -33,7 +34,9 @@ finish_*: {} for
 the plain way, else {"how": one of `harness.probe.gates.FINISH_WAYS` / `FAIL_WAYS`}; lookup: {} for
 the canonical spelling of the row, else {"spelling": [app label, model name, pk] as the request
 carried them}; request (the HTTP mode's hostile and malformed requests): {"client", "method",
-"path", "headers"}."""
+"path", "headers"}; intrude (the HTTP mode's requests the implementation is configured to refuse,
+W7): {"client", "how", "path", "missing": whether the path names a task that does not exist}, or
+{"how": None} (status "fail") when the adapter names no such request."""
 
 TERMINAL_EVENT_TYPES = frozenset({"complete", "error"})
 """`Deliver.event_type` of a terminal event (whatever the implementation calls it: the history
@@ -261,6 +264,8 @@ class Response(Record):
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     after: float = 0.0
+    body: str | None = None
+    """What a refused request's answer said (W7), its first `BODY_KEPT` characters; None elsewhere."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -278,9 +283,19 @@ class WireError(Record):
     what: str = "framing"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Connections(Record):
+    """Over the wire only: after every client left, how many of their connections the server
+    (`process`) still held open once it had `waited` seconds (at most the bound) to let them go."""
+
+    kind: ClassVar[str] = "connections"
+    held: int
+    waited: float
+
+
 RECORD_TYPES: tuple[type[Record], ...] = (
     Invoke, Complete, ProcessEnter, ProcessExit, Send, Sent, Deliver, StreamEnd, Fault, Snapshot, RunEnd,
-    Response, WireError,
+    Response, WireError, Connections,
 )
 KINDS: dict[str, type[Record]] = {t.kind: t for t in RECORD_TYPES}
 

@@ -46,6 +46,8 @@ CLOSE_BOUND = 2.0
 """Seconds within which a stream must close after its terminal event (W3)."""
 SHUTDOWN_BOUND = 5.0
 """Seconds a server may take to exit on SIGTERM (W6)."""
+LEAVE_BOUND = 2.0
+"""Seconds a server may take to close the connections of clients that left (W6)."""
 
 MAX_CLIENT_BUFFER = 1024
 """Upper bound (events) on what any implementation may buffer for one client (S8.2). An
@@ -608,23 +610,71 @@ WIRE_CLAUSES: tuple[Clause, ...] = (
     ),
     Clause(
         id="W6",
-        title="Graceful shutdown is bounded",
+        title="Server resources are returned",
         level=Level.MUST,
         severity=Severity.MEDIUM,
         requirement=(
             f"On SIGTERM the server exits within {SHUTDOWN_BOUND:g} s, also with tasks running and "
-            "streams open."
+            f"streams open; and once every client has left, within {LEAVE_BOUND:g} s it holds none "
+            "of their connections."
         ),
-        violation=f"A server still running {SHUTDOWN_BOUND:g} s after SIGTERM (the harness then kills it).",
-        rationale="Every deploy sends SIGTERM; a server that waits out its streams delays the deploy.",
-        fix_hint="End open streams when the server is told to stop, and let the task resume elsewhere.",
+        violation=(
+            f"A server still running {SHUTDOWN_BOUND:g} s after SIGTERM (the harness then kills it), "
+            f"or still holding connections {LEAVE_BOUND:g} s after the clients that opened them left."
+        ),
+        rationale=(
+            "Every deploy sends SIGTERM; a server that waits out its streams delays the deploy. A "
+            "server that never notices a client leave keeps its socket, its slot and its place in "
+            "the task's fan-out, a leak per closed browser tab."
+        ),
+        fix_hint=(
+            "End open streams when the server is told to stop, and let the task resume elsewhere; "
+            "watch for the client's disconnect while streaming, and close the response when it comes."
+        ),
         judging=(
-            "Read from the shutdown operations' results: the seconds the server took, or none when "
-            "it had to be killed. Server memory and connections after clients leave are not judged "
-            "yet."
+            "Read from the shutdown operations' results (the seconds the server took, or none when "
+            "it had to be killed) and from the Connections records: at the end of a run the harness "
+            "closes every client and counts, from the kernel's TCP tables, the connections to each "
+            "running server's port that the server side still holds (established or close-wait). "
+            "Server memory is not judged. Where the kernel's tables cannot be read, the connections "
+            "are not judged."
         ),
         needs_end=False,
         checker="w6_shutdown",
+    ),
+    Clause(
+        id="W7",
+        title="Access is refused where configured",
+        level=Level.SHOULD,
+        severity=Severity.HIGH,
+        requirement=(
+            "An implementation offers a way to refuse a client a task's stream (a signed URL, the "
+            "project's authorisation), and a client it is configured to refuse gets a 4xx and no "
+            "event, with the very answer it would get for a task that does not exist."
+        ),
+        violation=(
+            "A refused request answered with anything but a 4xx or given any of the task's data; "
+            "a refusal that differs from the answer for a missing task; or no way to refuse anyone "
+            "at all (the adapter names no request the implementation refuses)."
+        ),
+        rationale=(
+            "Task ids are sequential, and events carry application data (reports, users' "
+            "progress): a stream anyone who can count can read leaks all of it, and a refusal "
+            "that differs from \"not found\" still tells which tasks exist."
+        ),
+        fix_hint=(
+            "Check the client's right before looking the task up (a signed, expiring stream URL "
+            "for the standalone server; a per-model hook with the request's user for a Django "
+            "view), and refuse with the answer a missing task gets."
+        ),
+        judging=(
+            "The HTTP mode's `intrude` steps make each request the adapter's `refused_paths` names, "
+            "for the task and for a task that does not exist, and keep each answer's status and "
+            "the start of its body; the bodies are compared with the task ids blanked. A SHOULD: "
+            "open access may be a deliberate choice, but it is reported."
+        ),
+        needs_end=False,
+        checker="w7_access",
     ),
 )
 """Clauses only a run over the wire can judge (`streamspec verify --mode http`)."""

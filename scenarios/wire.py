@@ -7,7 +7,8 @@ A wire program is a list of JSON steps like the in-process programs (`scenarios.
 (a kill -9 and a restart), ``{"op": "reconnect", "client": 0, "process": 1}`` (its connection drops
 and it comes back with Last-Event-ID), ``{"op": "crowd", "process": 0, "count": 8}`` (clients at
 once, past a server's limit of open streams), ``{"op": "request", "process": 0, "which": 3}`` (a
-hostile request, see `hostile_paths`).
+hostile request, see `hostile_paths`), ``{"op": "intrude", "process": 0, "which": 1}`` (a request the
+implementation is configured to refuse, the adapter's ``refused_paths``, W7).
 Every example has one task, created first; the first step of a program says how many servers run.
 
 What is not controlled here, and what the reports say about it: the order in which servers and
@@ -34,6 +35,7 @@ from harness.errors import ConfigError
 from harness.history import History
 from harness.probe.gates import FAIL_WAYS, FINISH_WAYS
 from harness.wire.run import WireRun
+from harness.wire.steps import hostile_paths, perform
 
 __all__ = ["WIRE_PROFILES", "WireFailure", "WireProfile", "WireResult", "hostile_paths", "run_wire_program",
            "search_wire", "wire_programs"]
@@ -41,6 +43,8 @@ __all__ = ["WIRE_PROFILES", "WireFailure", "WireProfile", "WireResult", "hostile
 CROWD = 12
 """Clients a crowd step opens at once at most: past the limit of open streams the reference's
 adapter sets for its servers (`http_settings`)."""
+STEP_PAUSE = 0.05
+"""Seconds between two steps (the standalone scripts pause alike)."""
 REPRODUCTIONS = 3
 """Re-runs of each shrunk failure, for its reproduction rate."""
 OBSERVED = {
@@ -73,27 +77,6 @@ WIRE_PROFILES: dict[str, WireProfile] = {
 }
 
 
-def hostile_paths(app_label: str, model_name: str, pk: Any) -> list[tuple[str, str]]:
-    """Malformed and hostile requests (method, path) for a server whose valid stream path is
-    ``/stream/<app>/<model>/<pk>``: W4 wants a 4xx for each, never a 5xx, a 2xx or a hang."""
-    base = f"/stream/{app_label}/{model_name}"
-    return [
-        ("GET", f"{base}/abc"),
-        ("GET", f"{base}/-1"),
-        ("GET", f"{base}/{10 ** 30}"),
-        ("GET", f"{base}/999999999"),
-        ("GET", f"/stream/no_such_app/{model_name}/{pk}"),
-        ("GET", f"/stream/{app_label}/NoSuchModel/{pk}"),
-        ("GET", f"/stream/contenttypes/ContentType/{pk}"),
-        ("GET", f"/stream/{app_label}/{model_name}/{pk}/extra"),
-        # Percent-encoded: a client normalises a literal ".." away before sending it.
-        ("GET", f"/stream/{app_label}/%2e%2e/{app_label}/{model_name}/{pk}"),
-        ("GET", f"{base}/{pk}%00"),
-        ("POST", f"{base}/{pk}"),
-        ("DELETE", f"{base}/{pk}"),
-    ]
-
-
 def wire_programs(max_steps: int) -> st.SearchStrategy[list[dict[str, Any]]]:
     """Programs over one task: attaches on any server, events, ends, faults, leavers, bad requests."""
 
@@ -106,7 +89,7 @@ def wire_programs(max_steps: int) -> st.SearchStrategy[list[dict[str, Any]]]:
             server = st.integers(0, servers - 1)
             choices = [
                 "attach", "release", "finish_ok", "finish_fail", "wait", "request", "crash", "shutdown",
-                "crowd",
+                "crowd", "intrude",
             ]
             if clients:
                 choices += ["detach", "stall", "reconnect"]
@@ -124,6 +107,8 @@ def wire_programs(max_steps: int) -> st.SearchStrategy[list[dict[str, Any]]]:
                 steps.append({"op": "wait", "seconds": draw(st.sampled_from([0.2, 0.6, 1.5]))})
             elif op == "request":
                 steps.append({"op": "request", "process": draw(server), "which": draw(st.integers(0, 11))})
+            elif op == "intrude":
+                steps.append({"op": "intrude", "process": draw(server), "which": draw(st.integers(0, 7))})
             elif op in ("crash", "shutdown"):
                 steps.append({"op": op, "process": draw(server)})
             elif op == "reconnect":
@@ -142,36 +127,10 @@ def wire_programs(max_steps: int) -> st.SearchStrategy[list[dict[str, Any]]]:
 
 async def _execute(run: WireRun, program: list[dict[str, Any]]) -> None:
     task = await run.create()
-    meta = run.model._meta
     for step in program[1:]:
-        op = step["op"]
-        if op == "attach":
-            await run.attach(task, step["process"])
-        elif op == "release":
-            run.release(task, step.get("count", 1))
-        elif op in ("finish_ok", "finish_fail"):
-            run.finish_task(task, op == "finish_ok", step.get("how"))
-        elif op == "wait":
-            await run.wait(step["seconds"])
-        elif op == "request":
-            paths = hostile_paths(meta.app_label, meta.object_name, run.pks[task])
-            method, path = paths[step["which"] % len(paths)]
-            await run.request(step["process"], method, path)
-        elif op == "crash":
-            await run.restart(step["process"])
-        elif op == "shutdown":
-            await run.shutdown(step["process"])
-            await run.replace(step["process"])
-        elif op == "detach":
-            await run.detach(step["client"])
-        elif op == "stall":
-            run.stall(step["client"])
-        elif op == "reconnect":
-            await run.reconnect(step["client"], step["process"])
-        elif op == "crowd":
-            await run.crowd(task, step["process"], step["count"])
+        await perform(run, task, step)
         # Let the servers act on the step before the next one (the order between them is theirs).
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(STEP_PAUSE)
 
 
 def run_wire_program(adapter: Any, sut: str, database_url: str, log_dir: str,

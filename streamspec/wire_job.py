@@ -184,6 +184,9 @@ def client_timeline(history: History) -> list[str]:
             lines.append(f"{at}  {r.client}: {r.problem}")
         elif r.kind == "process_enter":
             lines.append(f"{at}  {r.process}: process() of {r.task} begins")
+        elif r.kind == "invoke" and r.op == "intrude" and r.args.get("client"):
+            missing = " for a task that does not exist" if r.args.get("missing") else ""
+            lines.append(f"{at}  {r.args['client']}: a request with {r.args['how']}{missing} on {r.process}")
         elif r.kind == "invoke" and r.op in ("attach", "detach") and r.args.get("client"):
             resumes = f" resuming {r.args['resumes']}" if r.args.get("resumes") else ""
             lines.append(f"{at}  {r.args['client']}: {r.op} on {r.process}{resumes}")

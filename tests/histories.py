@@ -27,6 +27,7 @@ from typing import Any
 from harness.history import (
     HARNESS,
     Complete,
+    Connections,
     Deliver,
     Fault,
     History,
@@ -355,8 +356,25 @@ def wire_happy() -> History:
     op = s.invoke("request", None, at="p0", client="r1", method="GET", path="/stream/a/B/abc", headers={})
     s.add(Response, "p0", client="r1", status=400, headers={}, after=0.01)
     s.complete(op)
+    refused(s, "no signature", (404, "Task not found"), (404, "Task not found"))
+    s.add(Connections, "p0", held=0, waited=0.0)
     shutdown = s.invoke("shutdown", None, at=HARNESS, process="p0")
     s.complete(shutdown, value={"seconds": 0.4})
     return s.end()
+
+
+def refused(s: Scenario, how: str, answer: tuple[int, str], missing: tuple[int, str]) -> tuple[int, int]:
+    """W7's pair of requests made `how` (for task 7 and for the missing task 1000007) with their
+    answers (status, body); returns the indices of the first request and of its response."""
+    first = (0, 0)
+    for pk, (status, body), is_missing in ((7, answer, False), (1000007, missing, True)):
+        name = f"r{len(s.records)}"
+        op = s.invoke("intrude", "T1", at="p0", client=name, how=how, path=f"/stream/a/B/{pk}",
+                      missing=is_missing)
+        head = s.add(Response, "p0", client=name, status=status, headers={}, after=0.01, body=body)
+        s.complete(op, value={"status": status})
+        if not is_missing:
+            first = (op_index(s, op), head)
+    return first
 
 

@@ -42,9 +42,17 @@ LEAVERS = [{"op": "servers", "count": 1}, *steps(
 )]
 
 
+REFUSALS = [{"op": "servers", "count": 2}, *steps(
+    ("attach", {"process": 0}), ("release", {"count": 1}),
+    *(("intrude", {"process": i % 2, "which": i}) for i in range(4)), ("finish_ok", {"how": "complete"}),
+    ("intrude", {"process": 1, "which": 0}),  # a finished task is refused alike
+)]
+
+
 @pytest.mark.parametrize(
-    "program", [KILL_AND_RESTART, SIGTERM_OPEN_STREAMS, BAD_REQUESTS, LEAVERS, RECONNECT, CROWD],
-    ids=["kill_and_restart", "sigterm_open_streams", "bad_requests", "leavers", "reconnect", "crowd"],
+    "program", [KILL_AND_RESTART, SIGTERM_OPEN_STREAMS, BAD_REQUESTS, LEAVERS, RECONNECT, CROWD, REFUSALS],
+    ids=["kill_and_restart", "sigterm_open_streams", "bad_requests", "leavers", "reconnect", "crowd",
+         "refusals"],
 )
 def test_the_reference_holds_every_observable_clause(sut_adapter, program):
     history, results, logs = run(sut_adapter, program)
@@ -56,6 +64,9 @@ def test_the_reference_holds_every_observable_clause(sut_adapter, program):
     if program is CROWD:
         # The server's limit is 6 (the adapter's http_settings): of 11 clients there, 5 are refused.
         assert results["W1"].examined == {"stream requests": 12, "refusals under load": 5}, results["W1"]
+    if program is REFUSALS:
+        # Each of the reference adapter's four refused requests, for the task and a missing one.
+        assert results["W7"].verdict is Verdict.PASS and results["W7"].examined["refused requests"] == 10
     if program is RECONNECT:
         assert results["W5"].verdict is Verdict.PASS and results["W5"].examined["resumed streams"] == 2
 

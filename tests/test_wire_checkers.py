@@ -1,4 +1,4 @@
-"""The wire clauses' checkers (W1-W6): each catches a planted bug in a history recorded over the
+"""The wire clauses' checkers (W1-W7): each catches a planted bug in a history recorded over the
 wire, passes a correct one, and is UNKNOWN (never PASS) on a history that was not recorded over the
 wire. And the S clauses a wire history cannot show are UNKNOWN there, never PASS."""
 
@@ -11,8 +11,8 @@ import pytest
 from harness import spec
 from harness.checkers import UNOBSERVABLE, WIRE_CHECKERS, check_wire
 from harness.checkers.base import Verdict
-from harness.history import HARNESS, History, Response, WireError
-from tests.histories import GOOD_HEAD, Scenario, attached, happy_path, op_index, wire_happy
+from harness.history import HARNESS, Connections, History, Response, WireError
+from tests.histories import GOOD_HEAD, Scenario, attached, happy_path, op_index, refused, wire_happy
 
 
 def w1_not_an_event_stream() -> tuple[History, tuple[int, ...]]:
@@ -118,6 +118,25 @@ def w6_hung_shutdown() -> tuple[History, tuple[int, ...]]:
     return s.end(), (done.invoke, done.complete)
 
 
+def w6_connection_kept() -> tuple[History, tuple[int, ...]]:
+    # A client that left, whose connection the server never let go (it did not watch for the
+    # disconnect): still held when the harness counted.
+    s = Scenario()
+    attached(s)
+    s.detach("c1", "T1")
+    held = s.add(Connections, "p0", held=1, waited=2.0)
+    return s.end(), (held,)
+
+
+def test_w6_without_connection_counts_is_unknown():
+    s = Scenario()
+    attached(s)
+    op = s.invoke("shutdown", None, at=HARNESS, process="p0")
+    s.complete(op, value={"seconds": 0.3})
+    result = WIRE_CHECKERS["W6"](s.end())
+    assert result.verdict is Verdict.UNKNOWN and "connections after clients left" in result.notes[-1]
+
+
 def _resumed(s: Scenario, after: int, header: bool = True) -> int:
     """c1 read events 1..`after`, dropped, and c2 reconnects for it; returns c2's attach index."""
     op = s.invoke("attach", "T1", at="p1", client="c2", via=None, resumes="c1", after_seq=after,
@@ -163,6 +182,30 @@ def w5_no_ids() -> tuple[History, tuple[int, ...]]:
     return s.end(), (join,)
 
 
+def w7_let_in() -> tuple[History, tuple[int, ...]]:
+    s = Scenario()
+    attached(s)
+    event = 'event: progress\ndata: {"n": 1}\n\n'
+    evidence = refused(s, "a tampered signature", (200, event), (404, "Task not found"))
+    return s.end(), evidence
+
+
+def w7_tells_the_task_exists() -> tuple[History, tuple[int, ...]]:
+    # Refused, but 403 for a task that exists and 404 for one that does not: ids can be probed.
+    s = Scenario()
+    attached(s)
+    op, head = refused(s, "no signature", (403, "Forbidden"), (404, "Task not found"))
+    return s.end(), (op, head, head + 3)
+
+
+def w7_no_way_to_refuse() -> tuple[History, tuple[int, ...]]:
+    s = Scenario()
+    attached(s)
+    op = s.invoke("intrude", "T1", at="p0", how=None)
+    s.complete(op, status="fail", error="the adapter names no request its implementation refuses")
+    return s.end(), (op_index(s, op),)
+
+
 WIRE_VIOLATIONS: list[tuple[str, Callable[[], tuple[History, tuple[int, ...]]], list[str]]] = [
     ("W1", w1_not_an_event_stream, ["client c1", "Content-Type 'application/json'"]),
     ("W1", w1_head_held_back, ["the head came 11.0 s after the request"]),
@@ -174,9 +217,13 @@ WIRE_VIOLATIONS: list[tuple[str, Callable[[], tuple[History, tuple[int, ...]]], 
     ("W4", w4_stream_for_a_delete, ["DELETE /stream/a/B/1", "answered 200"]),
     ("W4", w4_hang, ["GET /stream/a/B/abc", "no answer within the bound"]),
     ("W6", w6_hung_shutdown, ["p0 was still running 5 s after SIGTERM"]),
+    ("W6", w6_connection_kept, ["p0 still held 1 connection(s) 2 s after every client had left"]),
     ("W5", w5_duplicate_after_resume, ["client c2 resumed T1 after event 2", "received event 2 again"]),
     ("W5", w5_gap_after_resume, ["its next event was 4: 3 lost"]),
     ("W5", w5_no_ids, ["none carried an id", "c2 could not resume"]),
+    ("W7", w7_let_in, ["a tampered signature", "answered 200 and 32 characters", "not refused"]),
+    ("W7", w7_tells_the_task_exists, ["can tell the task exists", "403", "404"]),
+    ("W7", w7_no_way_to_refuse, ["no way to refuse a client"]),
 ]
 
 
@@ -213,6 +260,21 @@ def test_wire_clauses_are_unknown_on_an_in_process_history(clause):
     result = WIRE_CHECKERS[clause](happy_path())
     assert result.verdict is Verdict.UNKNOWN
     assert "over the wire only" in result.notes[-1]
+
+
+def test_a_refusal_that_echoes_the_path_is_the_same_answer_for_a_missing_task():
+    s = Scenario()
+    attached(s)
+    refused(s, "an expired signature", (404, "No task at /stream/a/B/7"),
+            (404, "No task at /stream/a/B/1000007"))
+    assert WIRE_CHECKERS["W7"](s.end()).verdict is Verdict.PASS
+
+
+def test_w7_without_refused_requests_is_unknown():
+    s = Scenario()
+    attached(s)
+    result = WIRE_CHECKERS["W7"](s.end())
+    assert result.verdict is Verdict.UNKNOWN and "no refused requests" in result.notes[-1]
 
 
 def test_a_fault_excuses_a_broken_answer():

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 TWO_SERVERS = [{"op": "servers", "count": 2}, *steps(
     ("attach", {"process": 0}), ("attach", {"process": 1}), ("release", {"count": 2}),
+    ("intrude", {"process": 1, "which": 0}),
     ("wait", {"seconds": 0.6}), ("attach", {"process": 1}), ("finish_ok", {"how": "complete"}),
 )]
 
@@ -57,10 +58,14 @@ def test_two_servers_on_one_database(sut_adapter):
         assert runs in ({"p0"}, {"p1"}), runs  # one run, in whichever server claimed the task
         assert results["S4"].verdict is Verdict.PASS
         assert results["S2"].verdict is Verdict.PASS, results["S2"]  # the other server relays
+        assert results["W7"].verdict is Verdict.PASS, results["W7"]  # an unsigned URL is refused
     else:
         assert runs == {"p0", "p1"}, runs
         assert results["S4"].verdict is Verdict.FAIL
         assert "at the same time" in results["S4"].violations[0].explanation
+        # It has no access control at all: whoever knows an id reads the task.
+        assert results["W7"].verdict is Verdict.FAIL
+        assert "no way to refuse a client" in results["W7"].violations[0].explanation
 
 
 def test_a_run_leaves_no_server_behind_even_when_it_fails_midway(sut_adapter, tmp_path):
@@ -119,3 +124,23 @@ def test_a_server_log_tail_is_text_even_after_a_hostile_request(tmp_path):
     server.log_path = tmp_path / "p0.log"
     server.log_path.write_bytes(b'INFO: "GET /stream/a/B/1\x00 HTTP/1.1" 404\r\nnext\tline\n')
     assert server.log_tail() == 'INFO: "GET /stream/a/B/1\\x00 HTTP/1.1" 404\nnext\tline'
+
+
+def test_connections_a_server_keeps_after_its_client_left_are_counted():
+    # A bare socket server that never notices its client leave (W6): the server side of the
+    # connection stays in CLOSE_WAIT, held, until the server closes it.
+    import socket
+
+    from harness.wire.servers import open_connections
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        assert open_connections(port) == 0
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = listener.accept()
+        assert open_connections(port) == 1  # established
+        client.close()
+        time.sleep(0.1)
+        assert open_connections(port) == 1  # the client left; the server still holds it
+        accepted.close()
+        assert open_connections(port) == 0

@@ -113,6 +113,10 @@ def test_a_client_timeline_tells_what_each_client_saw():
         "c1: complete #2",
         "c1: stream ended (terminal)",
         "r1 on p0: HTTP 400  after 0.010s",
+        "r15: a request with no signature on p0",
+        "r15 on p0: HTTP 404  after 0.010s",
+        "r18: a request with no signature for a task that does not exist on p0",
+        "r18 on p0: HTTP 404  after 0.010s",
     ]
 
 
@@ -129,3 +133,51 @@ def test_a_server_that_does_not_start_stops_the_search_with_its_reason(monkeypat
     with pytest.raises(ConfigError, match="exited with code 3"):
         wire.search_wire(None, "fake", "sqlite://", "/nonexistent", profile="ci", seed=3)
     assert len(calls) == 1  # not shrunk as if it were a failure of the implementation
+
+
+class _Calls:
+    """A stand-in `WireRun` that notes each call; what it returns can be awaited or not."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple]] = []
+
+    def __getattr__(self, name: str):
+        def call(*args):
+            self.calls.append((name, args))
+            return _Done()
+
+        return call
+
+
+class _Done:
+    def __await__(self):
+        return iter(())
+
+
+def test_every_wire_step_is_performed_by_the_code_a_script_shows():
+    import asyncio
+
+    from hypothesis import given, settings
+
+    from harness.errors import UsageError
+    from harness.wire.steps import CALLS, call_of, perform
+    from scenarios.wire import wire_programs
+
+    seen: set[str] = set()
+
+    @settings(max_examples=200, database=None)
+    @given(wire_programs(8))
+    def walk(program):
+        for step in program[1:]:
+            seen.add(step["op"])
+            run = _Calls()
+            asyncio.run(perform(run, "T1", step))
+            shown = call_of(step)
+            # The statements performed are the ones the script shows, call for call.
+            assert [name for name, _ in run.calls] == [
+                part.split("run.", 1)[1].split("(", 1)[0] for part in shown.split(";")], (step, shown)
+
+    walk()
+    assert seen == set(CALLS), "a step the search draws has no call, or a call no step uses"
+    with pytest.raises(UsageError, match="unknown wire step"):
+        call_of({"op": "teleport"})

@@ -101,7 +101,12 @@ class Adapter(Protocol):
 #       ``python -m django runserver_stream --host H --port P``, the seed's command), run with
 #       DJANGO_SETTINGS_MODULE=harness.wire.server_settings (the harness's settings, see there)
 #   def stream_path(self, app_label, model_name, pk) -> str  the URL path of a task's stream
-#       (default ``/stream/<app_label>/<model_name>/<pk>``); health_path: str (default /health)
+#       for a client the implementation lets in (default ``/stream/<app_label>/<model_name>/<pk>``;
+#       a signed URL, say); health_path: str (default /health)
+#   def refused_paths(self, app_label, model_name, pk) -> dict[str, str]  requests the
+#       implementation is configured to refuse, by name (W7): an unsigned URL, a tampered or an
+#       expired signature... An implementation whose adapter names none offers no way to refuse
+#       anyone, and fails W7.
 #   http_settings: dict[str, Any]  settings for the servers only, on top of django_settings (a
 #       short lease, so that a takeover happens within an example)
 #   http_takeover_seconds: float  how long after a server is killed another one may take its
@@ -130,6 +135,14 @@ def spellings_of(adapter: Any, model: type, pk: Any) -> list[tuple[str, str, str
     if not found or tuple(found[0]) != canonical:
         raise AdapterError(f"{adapter.name}: spellings() must list the canonical spelling {canonical} first")
     return [tuple(str(part) for part in spelling) for spelling in found]
+
+
+def stream_path_of(adapter: Any, app_label: str, model_name: str, pk: Any) -> str:
+    """The URL path of row `pk`'s stream for a client the implementation lets in."""
+    hook = getattr(adapter, "stream_path", None)
+    if callable(hook):
+        return str(hook(app_label, model_name, str(pk)))
+    return f"/stream/{app_label}/{model_name}/{pk}"
 
 
 def check_process(sut: Any) -> None:

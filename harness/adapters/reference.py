@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -61,6 +62,34 @@ class ReferenceAdapter:
         "STREAMING_LEASE_SECONDS": 1.0, "STREAMING_POLL_SECONDS": 0.2, "STREAMING_MAX_STREAMS": 6,
     }
     http_takeover_seconds = 2.5
+
+    def stream_path(self, app_label: str, model_name: str, pk: str) -> str:
+        """A signed stream URL: the reference lets in no one who merely knows the id (W7)."""
+        from reference_impl.streaming.access import sign, stream_path
+
+        label = f"{app_label}.{model_name}".lower()
+        return stream_path(label, model_name, pk, sign(label, pk))
+
+    def refused_paths(self, app_label: str, model_name: str, pk: str) -> dict[str, str]:
+        from django.core.signing import TimestampSigner, b62_encode
+
+        from reference_impl.streaming.access import SALT, sign, stream_path
+        from reference_impl.streaming.conf import streaming_settings
+
+        class Expired(TimestampSigner):
+            def timestamp(self) -> str:
+                return b62_encode(int(time.time() - streaming_settings().url_max_age - 60))
+
+        label = f"{app_label}.{model_name}".lower()
+        token = sign(label, pk)
+        other = str(int(pk) + 1) if pk.isdigit() else pk + "0"
+        return {
+            "no signature": stream_path(label, model_name, pk, None),
+            "a tampered signature": stream_path(label, model_name, pk,
+                                                token[:-1] + ("A" if token[-1] != "A" else "B")),
+            "an expired signature": stream_path(label, model_name, pk, sign(label, pk, Expired(salt=SALT))),
+            "another task's signature": stream_path(label, model_name, pk, sign(label, other)),
+        }
 
     def buffer_limit(self) -> int | None:
         from reference_impl.streaming.conf import streaming_settings

@@ -28,6 +28,7 @@ from harness.checkers import (
     w4_bad_requests,
     w5_resume,
     w6_shutdown,
+    w7_access,
 )
 from harness.checkers.base import Checker, ClauseResult, Judge, Verdict, Violation
 from harness.history import History
@@ -40,7 +41,7 @@ MODULES = (
 CHECKERS: dict[str, Checker] = {m.CLAUSE_ID: m.check for m in MODULES}
 """Clause ID -> checker, in spec order."""
 
-WIRE_MODULES = (w1_headers, w2_framing, w3_terminal_ends, w4_bad_requests, w5_resume, w6_shutdown)
+WIRE_MODULES = (w1_headers, w2_framing, w3_terminal_ends, w4_bad_requests, w5_resume, w6_shutdown, w7_access)
 WIRE_CHECKERS: dict[str, Checker] = {m.CLAUSE_ID: m.check for m in WIRE_MODULES}
 """The wire clauses' checkers (`harness.spec.WIRE_CLAUSES`), judged in the HTTP mode only."""
 UNOBSERVABLE = frozenset({"S1", "S8", "S8.2"})

@@ -20,12 +20,14 @@ from typing import Any
 
 import httpx
 
+from harness.adapters import stream_path_of
 from harness.conventions import Conventions
 from harness.errors import UsageError
 from harness.recorder import Recorder
 from harness.records import (
     HARNESS,
     Complete,
+    Connections,
     Fault,
     Invoke,
     Response,
@@ -34,7 +36,7 @@ from harness.records import (
     StreamEnd,
 )
 from harness.runner import persisted_task
-from harness.spec import HEAD_BOUND
+from harness.spec import HEAD_BOUND, LEAVE_BOUND
 from harness.wire.clients import JUDGED_HEADERS, WireClient
 from harness.wire.control import ControlServer
 from harness.wire.servers import SHUTDOWN_BOUND, Server
@@ -46,6 +48,12 @@ SETTLE_BOUND = 10.0
 SETTLE_ROUNDS = 3
 REQUEST_TIMEOUT = 5.0
 """Seconds a malformed or hostile request waits for its response (W4: never a hang)."""
+BODY_KEPT = 300
+"""Characters of a refused request's answer kept in its Response record (W7 compares them)."""
+BODY_SECONDS = 0.5
+"""How long a refused request's body is read: a stream it should not have got says so at once."""
+MISSING_OFFSET = 10**6
+"""A refused request is also made for the task's pk plus this: a task that does not exist."""
 
 
 class WireRun:
@@ -127,11 +135,8 @@ class WireRun:
 
     def stream_url(self, server: Server, task: str, pk: Any = None) -> str:
         meta = self.model._meta
-        hook = getattr(self.adapter, "stream_path", None)
         pk = self.pks[task] if pk is None else pk
-        path = hook(meta.app_label, meta.object_name, str(pk)) if callable(hook) else (
-            f"/stream/{meta.app_label}/{meta.object_name}/{pk}")
-        return server.base_url + path
+        return server.base_url + stream_path_of(self.adapter, meta.app_label, meta.object_name, pk)
 
     async def attach(self, task: str, process: int = 0, headers: dict[str, str] | None = None,
                      resumes: WireClient | None = None) -> WireClient:
@@ -268,6 +273,65 @@ class WireRun:
             self._done(op_id, server.name, status="unknown", error=f"{type(exc).__name__}: {exc}")
             return None
 
+    async def hostile_request(self, process: int, task: str, which: int) -> int | None:
+        """The `which`-th of `hostile_paths` for `task` (W4), to server `process`."""
+        from harness.wire.steps import hostile_paths
+
+        meta = self.model._meta
+        paths = hostile_paths(meta.app_label, meta.object_name, self.pks[task])
+        method, path = paths[which % len(paths)]
+        return await self.request(process, method, path)
+
+    async def intrude(self, task: str, process: int, which: int) -> None:
+        """W7: request the task's stream the way the adapter says the implementation refuses
+        (its ``refused_paths``, the `which`-th), and the same way for a task that does not exist:
+        both answers are recorded with their bodies, for the checker to compare."""
+        server = self.server(process)
+        hook = getattr(self.adapter, "refused_paths", None)
+        meta = self.model._meta
+        pk = self.pks[task]
+        if not callable(hook):
+            op_id = self._invoke("intrude", task, {"how": None}, server.name)
+            self._done(op_id, server.name, status="fail",
+                       error="the adapter names no request its implementation refuses (refused_paths)")
+            return
+        ways = list(hook(meta.app_label, meta.object_name, str(pk)).items())
+        if not ways:
+            raise UsageError(f"{self.adapter.name}: refused_paths() names no request")
+        how, path = ways[which % len(ways)]
+        missing = dict(hook(meta.app_label, meta.object_name, str(pk + MISSING_OFFSET)))[how]
+        for target, is_missing in ((path, False), (missing, True)):
+            name = f"r{self._ops + 1}"
+            op_id = self._invoke("intrude", task, {"client": name, "how": how, "path": target,
+                                                    "missing": is_missing}, server.name)
+            answer = await self._refused_answer(server, name, target)
+            if answer is None:
+                self._done(op_id, server.name, status="unknown", error="no answer within the bound")
+            else:
+                self._done(op_id, server.name, value={"status": answer})
+
+    async def _refused_answer(self, server: Server, name: str, path: str) -> int | None:
+        began = time.monotonic()
+        headers = {"Accept": "text/event-stream"}
+        try:
+            async with self._http.stream("GET", server.base_url + path, headers=headers,
+                                         timeout=REQUEST_TIMEOUT) as response:
+                body = bytearray()
+                with contextlib.suppress(TimeoutError, httpx.HTTPError):
+                    async with asyncio.timeout(BODY_SECONDS):
+                        async for chunk in response.aiter_bytes():
+                            body += chunk
+                            if len(body) >= BODY_KEPT:
+                                break
+                self.recorder.add(Response, server.name, client=name, status=response.status_code,
+                                  headers={k: response.headers[k] for k in JUDGED_HEADERS
+                                           if k in response.headers},
+                                  after=round(time.monotonic() - began, 6),
+                                  body=body[:BODY_KEPT].decode("utf-8", "replace"))
+                return response.status_code
+        except httpx.HTTPError:
+            return None
+
     # -- the end --
 
     async def _quiet(self, bound: float) -> bool:
@@ -309,5 +373,23 @@ class WireRun:
             persisted[task] = persisted_task(row, self.conventions)
         self.recorder.add(Snapshot, HARNESS, persisted=persisted)
         waiting = [c.name for c in self.clients if not c.ended]
+        await self._connections_after_leaving()
         self.recorder.close(RunEnd, HARNESS, reason="done" if drained else "hang", waiting=waiting)
+
+    async def _connections_after_leaving(self) -> None:
+        """W6: every client leaves; each running server gets `LEAVE_BOUND` seconds to let their
+        connections go, and what it still holds then is recorded."""
+        for client in self.clients:
+            await client.close()
+        began = time.monotonic()
+        for server in self.servers.values():
+            if server.state != "up":
+                continue
+            held = server.open_connections()
+            while held and time.monotonic() - began < LEAVE_BOUND:
+                await asyncio.sleep(0.05)
+                held = server.open_connections()
+            if held is not None:
+                self.recorder.add(Connections, server.name, held=held,
+                                  waited=round(time.monotonic() - began, 3))
 

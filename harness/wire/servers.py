@@ -101,6 +101,29 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+_HELD = {"01", "08"}
+"""TCP states of a socket its process still holds: ESTABLISHED, CLOSE_WAIT (the peer closed, the
+process has not). TIME_WAIT and FIN_WAIT belong to the kernel once the process closed."""
+
+
+def open_connections(port: int) -> int | None:
+    """How many connections whose local port is `port` are held open (see `_HELD`); None if the
+    kernel's tables cannot be read. Every server's port is its own (`free_port`), so the count is
+    the server side of the harness's clients."""
+    count, read = 0, False
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        read = True
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 3 and fields[3] in _HELD and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count if read else None
+
+
 def server_command(adapter: Any, host: str, port: int) -> list[str]:
     """How to start one server of `adapter`'s implementation: its ``http_command(host, port)``,
     else its ``runserver_stream`` management command (the seed's API)."""
@@ -211,6 +234,12 @@ class Server:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+    def open_connections(self) -> int | None:
+        """TCP connections to this server's port that the server side still holds open
+        (established, or closed by the client and not yet by the server), from the kernel's
+        tables; None where there are none to read (not Linux)."""
+        return open_connections(self.port)
 
     def log_tail(self, lines: int = 30) -> str:
         try:

@@ -1,0 +1,77 @@
+"""A wire program's steps as `WireRun` calls: performed by the search, written out as code by the
+standalone reproduction scripts (`streamspec.wire_repro`), from the one table `CALLS`, so the two
+cannot drift apart.
+
+A program is a list of JSON steps; its first says how many servers run (``{"op": "servers",
+"count": 2}``), every example has one task, created first (``task``), and a step's ``process`` names
+a server and its ``client`` a client by position: see `scenarios.wire` for the vocabulary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from harness.errors import UsageError
+
+__all__ = ["CALLS", "call_of", "hostile_paths", "perform"]
+
+
+def hostile_paths(app_label: str, model_name: str, pk: Any) -> list[tuple[str, str]]:
+    """Malformed and hostile requests (method, path) for a server whose valid stream path is
+    ``/stream/<app>/<model>/<pk>``: W4 wants a 4xx for each, never a 5xx, a 2xx or a hang."""
+    base = f"/stream/{app_label}/{model_name}"
+    return [
+        ("GET", f"{base}/abc"),
+        ("GET", f"{base}/-1"),
+        ("GET", f"{base}/{10 ** 30}"),
+        ("GET", f"{base}/999999999"),
+        ("GET", f"/stream/no_such_app/{model_name}/{pk}"),
+        ("GET", f"/stream/{app_label}/NoSuchModel/{pk}"),
+        ("GET", f"/stream/contenttypes/ContentType/{pk}"),
+        ("GET", f"/stream/{app_label}/{model_name}/{pk}/extra"),
+        # Percent-encoded: a client normalises a literal ".." away before sending it.
+        ("GET", f"/stream/{app_label}/%2e%2e/{app_label}/{model_name}/{pk}"),
+        ("GET", f"{base}/{pk}%00"),
+        ("POST", f"{base}/{pk}"),
+        ("DELETE", f"{base}/{pk}"),
+    ]
+
+
+def _request(step: dict[str, Any]) -> str:
+    return f"await run.hostile_request({step['process']}, task, {step['which']})"
+
+
+CALLS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "attach": lambda s: f"await run.attach(task, {s['process']})",
+    "release": lambda s: f"run.release(task, {s.get('count', 1)})",
+    "finish_ok": lambda s: f"run.finish_task(task, True, {s.get('how')!r})",
+    "finish_fail": lambda s: f"run.finish_task(task, False, {s.get('how')!r})",
+    "wait": lambda s: f"await run.wait({s['seconds']})",
+    "request": _request,
+    "intrude": lambda s: f"await run.intrude(task, {s['process']}, {s['which']})",
+    # A kill -9 and a new server in its place; a SIGTERM and a new server in its place.
+    "crash": lambda s: f"await run.restart({s['process']})",
+    "shutdown": lambda s: f"await run.shutdown({s['process']}); await run.replace({s['process']})",
+    "detach": lambda s: f"await run.detach({s['client']})",
+    "stall": lambda s: f"run.stall({s['client']})",
+    "reconnect": lambda s: f"await run.reconnect({s['client']}, {s['process']})",
+    "crowd": lambda s: f"await run.crowd(task, {s['process']}, {s['count']})",
+}
+"""Step op -> the Python statement(s) that perform it, on a `WireRun` named ``run``."""
+
+
+def call_of(step: dict[str, Any]) -> str:
+    """The statement(s) that perform `step`."""
+    make = CALLS.get(step.get("op", ""))
+    if make is None:
+        raise UsageError(f"unknown wire step {step!r}: the ops are {', '.join(CALLS)}")
+    return make(step)
+
+
+async def perform(run: Any, task: str, step: dict[str, Any]) -> None:
+    """Perform `step` on `run`: the very statements `call_of` writes, executed."""
+    code = "async def _step(run, task):\n" + "".join(f"    {s.strip()}\n" for s in call_of(step).split(";"))
+    namespace: dict[str, Any] = {}
+    exec(compile(code, f"<wire step {step['op']}>", "exec"), namespace)
+    await namespace["_step"](run, task)
