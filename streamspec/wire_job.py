@@ -20,6 +20,7 @@ from typing import Any
 from harness import spec
 from harness.errors import ConfigError
 from harness.history import History
+from harness.wire.timeline import client_timeline
 from streamspec.console import (
     EXIT_OK,
     EXIT_VIOLATED,
@@ -31,7 +32,9 @@ from streamspec.console import (
     versions,
 )
 from streamspec.corpus import folder_name
+from streamspec.repro import script_name
 from streamspec.verify_job import move_into_place, prepare_folder
+from streamspec.wire_repro import build_wire_script
 
 __all__ = ["run_wire_job"]
 
@@ -121,9 +124,18 @@ def run_wire_job(args: argparse.Namespace, out_stream: Any) -> int:
 
 def _write(out: Path, adapter: Any, args: argparse.Namespace, seed: int, result: Any,
            rows: list[dict[str, Any]], exit_code: int) -> None:
+    from scenarios.wire import STEP_PAUSE
+
+    found = versions(adapter)
+    named = (found.get("implementation", adapter.name), found.get("version"))
+    implementation = " ".join(str(v) for v in named if v)
     for clause_id, failure in result.failures.items():
-        report = _failure_report(adapter, versions(adapter), args, seed, failure)
+        report = _failure_report(adapter, found, args, seed, failure)
         (out / f"{clause_id}.md").write_text(report, encoding="utf-8")
+        script = build_wire_script(clause=clause_id, sut=args.sut, implementation=implementation,
+                                   program=failure.program, command=_command(args, seed, clause_id),
+                                   rate=failure.rate, step_pause=STEP_PAUSE)
+        (out / script_name(clause_id)).write_text(script, encoding="utf-8")
     summary = {
         "format": "streamspec.summary", "version": 1, "sut": _target_name(args, adapter), "adapter": args.sut,
         "mode": "http",
@@ -164,33 +176,9 @@ def _observations_md(observations: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def client_timeline(history: History) -> list[str]:
-    """One line per fault and per thing a client saw, with its time: the story of an example."""
-    lines = []
-    for r in history.records:
-        at = f"{r.time:8.3f}s"
-        if r.kind == "fault":
-            replaces = f" (replaces {r.replaces})" if r.replaces else ""
-            lines.append(f"{at}  {r.process}: {r.fault}{replaces}")
-        elif r.kind == "response":
-            lines.append(f"{at}  {r.client} on {r.process}: HTTP {r.status} "
-                         f"{r.headers.get('content-type', '')} after {r.after:.3f}s")
-        elif r.kind == "deliver":
-            seq = "" if r.seq is None else f" #{r.seq}"
-            lines.append(f"{at}  {r.client}: {r.event_type}{seq}")
-        elif r.kind == "stream_end":
-            lines.append(f"{at}  {r.client}: stream ended ({r.reason})")
-        elif r.kind == "wire_error":
-            lines.append(f"{at}  {r.client}: {r.problem}")
-        elif r.kind == "process_enter":
-            lines.append(f"{at}  {r.process}: process() of {r.task} begins")
-        elif r.kind == "invoke" and r.op == "intrude" and r.args.get("client"):
-            missing = " for a task that does not exist" if r.args.get("missing") else ""
-            lines.append(f"{at}  {r.args['client']}: a request with {r.args['how']}{missing} on {r.process}")
-        elif r.kind == "invoke" and r.op in ("attach", "detach") and r.args.get("client"):
-            resumes = f" resuming {r.args['resumes']}" if r.args.get("resumes") else ""
-            lines.append(f"{at}  {r.args['client']}: {r.op} on {r.process}{resumes}")
-    return lines
+def _command(args: argparse.Namespace, seed: int, clause: str) -> str:
+    return (f"streamspec verify --sut {args.sut} --mode http --profile {args.profile} --seed {seed} "
+            f"--clauses {clause}")
 
 
 def _evidence(history: History, indices: tuple[int, ...]) -> list[str]:
@@ -211,8 +199,12 @@ def _failure_report(adapter: Any, found_versions: dict[str, str], args: argparse
         + f"; found after {failure.examples_to_first} examples"
         + ("" if failure.shrunk else " (not shrunk: it failed beside another clause's search)") + ".",
         "", NOT_CONTROLLED, "",
-        "## Reproduce", "", "```", f"streamspec verify --sut {args.sut} --mode http --profile {args.profile} "
-        f"--seed {seed} --clauses {clause.id}", "```", "",
+        "## Reproduce", "",
+        f"Standalone: `python {script_name(clause.id)}` (beside this report) starts the servers itself and "
+        "runs the program below until the violation shows (up to 5 times; `--attempts N`): it needs "
+        "only the implementation installed (with Django, httpx and httpx-sse), not streamspec. "
+        "The search that found it:", "",
+        "```", _command(args, seed, clause.id), "```", "",
         "## The program", "", "```json", json.dumps(failure.program, indent=1), "```", "",
         "## What went wrong", "",
     ]

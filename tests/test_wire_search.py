@@ -101,7 +101,7 @@ def test_the_search_keeps_an_example_of_each_kind_of_fault(monkeypatch):
 
 
 def test_a_client_timeline_tells_what_each_client_saw():
-    from streamspec.wire_job import client_timeline
+    from harness.wire.timeline import client_timeline
     from tests.histories import wire_happy
 
     lines = client_timeline(wire_happy())
@@ -160,7 +160,7 @@ def test_every_wire_step_is_performed_by_the_code_a_script_shows():
     from hypothesis import given, settings
 
     from harness.errors import UsageError
-    from harness.wire.steps import CALLS, call_of, perform
+    from harness.wire.steps import CALLS, call_of, describe, perform
     from scenarios.wire import wire_programs
 
     seen: set[str] = set()
@@ -170,6 +170,7 @@ def test_every_wire_step_is_performed_by_the_code_a_script_shows():
     def walk(program):
         for step in program[1:]:
             seen.add(step["op"])
+            assert describe(step)
             run = _Calls()
             asyncio.run(perform(run, "T1", step))
             shown = call_of(step)

@@ -14,7 +14,7 @@ from typing import Any
 
 from harness.errors import UsageError
 
-__all__ = ["CALLS", "call_of", "hostile_paths", "perform"]
+__all__ = ["CALLS", "call_of", "describe", "hostile_paths", "perform"]
 
 
 def hostile_paths(app_label: str, model_name: str, pk: Any) -> list[tuple[str, str]]:
@@ -59,6 +59,31 @@ CALLS: dict[str, Callable[[dict[str, Any]], str]] = {
     "crowd": lambda s: f"await run.crowd(task, {s['process']}, {s['count']})",
 }
 """Step op -> the Python statement(s) that perform it, on a `WireRun` named ``run``."""
+
+
+_PROSE: dict[str, Callable[[dict[str, Any]], str]] = {
+    "attach": lambda s: f"a client joins on server {s['process']}",
+    "release": lambda s: f"the task sends {s.get('count', 1)} event(s)",
+    "finish_ok": lambda s: f"the task finishes ({s.get('how') or 'returns'})",
+    "finish_fail": lambda s: f"the task fails ({s.get('how') or 'raises'})",
+    "wait": lambda s: f"wait {s['seconds']} s",
+    "request": lambda s: f"a malformed or hostile request (number {s['which']}) to server {s['process']}",
+    "intrude": lambda s: (f"requests the implementation must refuse (way {s['which']}) "
+                          f"to server {s['process']}"),
+    "crash": lambda s: f"kill -9 of server {s['process']}, and a new one in its place",
+    "shutdown": lambda s: f"SIGTERM to server {s['process']}, and a new one in its place",
+    "detach": lambda s: f"client {s['client']} leaves",
+    "stall": lambda s: f"client {s['client']} stops reading",
+    "reconnect": lambda s: (f"client {s['client']} drops and reconnects with Last-Event-ID "
+                            f"on server {s['process']}"),
+    "crowd": lambda s: f"{s['count']} clients join at once on server {s['process']}",
+}
+
+
+def describe(step: dict[str, Any]) -> str:
+    """`step` in words (clients and servers counted from 0, as the calls count them)."""
+    call_of(step)  # an unknown step is refused alike
+    return _PROSE[step["op"]](step)
 
 
 def call_of(step: dict[str, Any]) -> str:
