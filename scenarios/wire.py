@@ -43,6 +43,22 @@ __all__ = ["WIRE_PROFILES", "WireFailure", "WireProfile", "WireResult", "hostile
 CROWD = 12
 """Clients a crowd step opens at once at most: past the limit of open streams the reference's
 adapter sets for its servers (`http_settings`)."""
+WIRE_STEPS: dict[str, frozenset[str]] = {
+    "attach": frozenset({"S2", "S3", "W1", "W2"}),
+    "crowd": frozenset({"W1"}),
+    "release": frozenset({"S2", "S3", "W2"}),
+    "finish_ok": frozenset({"S5", "W3"}),
+    "finish_fail": frozenset({"S6", "W3"}),
+    "crash": frozenset({"S4", "S7", "S7.2"}),
+    "shutdown": frozenset({"S7", "W6"}),
+    "detach": frozenset({"S2", "W6"}),
+    "stall": frozenset({"S2", "W6"}),
+    "reconnect": frozenset({"S3", "W5"}),
+    "request": frozenset({"W4"}),
+    "intrude": frozenset({"W7"}),
+    "wait": frozenset({"S2"}),
+}
+"""Each step the search draws -> the clauses it is there to reach (the clause index shows them)."""
 STEP_PAUSE = 0.05
 """Seconds between two steps (the standalone scripts pause alike)."""
 REPRODUCTIONS = 3

@@ -2,7 +2,10 @@
 
 For each clause of `harness.spec` the index lists its checker (the `harness.checkers` registry), the
 scenario families built to reach it (`Family.clauses` in `scenarios/families.py`), the reference
-code that keeps it, its tests and its mutants. `python -m streamspec.clause_index` rewrites the
+code that keeps it, its tests and its mutants. The wire clauses (W1..., judged by `--mode http`)
+have a table of their own: their scenario steps are the HTTP mode's (`WIRE_STEPS` in
+`scenarios/wire.py`), their checker tests the ``WIRE_VIOLATIONS`` of `tests/test_wire_checkers.py`,
+and no mutants (the mutant matrix runs in-process). `python -m streamspec.clause_index` rewrites the
 index between its GENERATED markers in SPEC.md; ``--check`` only reports whether it is stale and
 which clause lacks a piece (exit 1 if either).
 
@@ -16,7 +19,8 @@ the test suite (import-linter contracts in pyproject.toml). Their conventions:
 - tests: ``@pytest.mark.clause("S3")`` marks (also in a module's ``pytestmark``), a name starting
   ``test_s3_`` (``test_s7_2_`` for S7.2), else the clause IDs in the title of the section comment
   (``# -- S3 latest-event replay ----``) the test sits under; `tests/test_checkers.py` also has
-  one parametrized case per entry of its ``VIOLATIONS`` list;
+  one parametrized case per entry of its ``VIOLATIONS`` list, and `tests/test_wire_checkers.py` per
+  entry of ``WIRE_VIOLATIONS``;
 - mutants: the clause of each ``Mutant(name, clause, ...)`` in ``CATALOGUE`` of `tests/mutants.py`.
 """
 
@@ -33,13 +37,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import spec
-from harness.checkers import CHECKERS, Checker
+from harness.checkers import CHECKERS, WIRE_CHECKERS, Checker
 from scenarios.families import FAMILIES, Family
+from scenarios.wire import WIRE_STEPS
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_DIR = "reference_impl/streaming"
 TESTS_DIR = "tests"
-CHECKER_TESTS = "test_checkers.py"
+CHECKER_TESTS = ("test_checkers.py", "test_wire_checkers.py")
+VIOLATION_LISTS = {"VIOLATIONS": "test_checker_catches_violation",
+                   "WIRE_VIOLATIONS": "test_wire_checker_catches_planted_bug"}
+"""A checker test module's list of violating histories -> the parametrized test that runs it."""
 MUTANTS_FILE = "tests/mutants.py"
 
 BEGIN_MARK = (
@@ -48,8 +56,9 @@ BEGIN_MARK = (
 )
 END_MARK = "<!-- END GENERATED clause index -->"
 
-# An ID is ``S<n>`` or ``S<n>.<m>``; "S8." ending a sentence is S8, and "S7.2" is never also S7.
-_ID = re.compile(r"(?<![\w.])S\d+(?:\.\d+)?(?!\w)")
+# An ID is ``S<n>``, ``S<n>.<m>`` or ``W<n>``; "S8." ending a sentence is S8, and "S7.2" is never
+# also S7.
+_ID = re.compile(r"(?<![\w.])[SW]\d+(?:\.\d+)?(?!\w)")
 _SECTION = re.compile(r"^# -- (?P<title>.+?) -{3,}\s*$")
 _TEST_NAME = re.compile(r"^test_s(\d+)(?:_(\d+))?_")
 
@@ -187,13 +196,15 @@ def _name_clause(name: str, known: Iterable[str]) -> list[str]:
 
 
 def _violation_cases(tree: ast.Module, filename: str) -> list[tuple[str, str]]:
-    """(clause, ``file::test_checker_catches_violation[<clause>-<maker>]``) per VIOLATIONS entry."""
+    """(clause, ``file::<test>[<clause>-<maker>]``) per entry of a `VIOLATION_LISTS` list."""
     cases = []
     for node in tree.body:
         targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
             node, ast.AnnAssign) else []
-        if not any(isinstance(t, ast.Name) and t.id == "VIOLATIONS" for t in targets) or node.value is None:
+        lists = [t.id for t in targets if isinstance(t, ast.Name) and t.id in VIOLATION_LISTS]
+        if not lists or node.value is None:
             continue
+        test = VIOLATION_LISTS[lists[0]]
         if not isinstance(node.value, ast.List | ast.Tuple):
             continue
         for entry in node.value.elts:
@@ -202,7 +213,7 @@ def _violation_cases(tree: ast.Module, filename: str) -> list[tuple[str, str]]:
             clause_id = str(entry.elts[0].value)
             maker = entry.elts[1] if len(entry.elts) > 1 else None
             label = maker.id if isinstance(maker, ast.Name) else "seed"
-            cases.append((clause_id, f"{filename}::test_checker_catches_violation[{clause_id}-{label}]"))
+            cases.append((clause_id, f"{filename}::{test}[{clause_id}-{label}]"))
     return cases
 
 
@@ -251,7 +262,7 @@ def _tests(root: Path, known: Iterable[str]) -> tuple[_Found, _Found]:
     """(reference tests, checker tests)."""
     reference, checkers = _Found(), _Found()
     for path in sorted((root / TESTS_DIR).glob("test_*.py")):
-        found = checkers if path.name == CHECKER_TESTS else reference
+        found = checkers if path.name in CHECKER_TESTS else reference
         for clause_id, places in tagged_tests(path.read_text(encoding="utf-8"), path.name, known).items():
             for place in places:
                 found.add([clause_id], place)
@@ -328,7 +339,8 @@ def collect(
     mutants = mutant_tags(mutants_path.read_text(encoding="utf-8")) if mutants_path.exists() else {}
     declared = [*checkers, *family_found.by_clause, *mutants, *reference_tests.by_clause,
                 *checker_tests.by_clause]
-    ids = list(by_id) + [i for i in dict.fromkeys(declared) if i not in by_id]
+    kinds = {c.id[0] for c in clauses}  # an S table lists stray S IDs, the wire table stray W IDs
+    ids = list(by_id) + [i for i in dict.fromkeys(declared) if i not in by_id and i[0] in kinds]
     entries = []
     for clause_id in ids:
         clause = by_id.get(clause_id)
@@ -350,18 +362,37 @@ def collect(
     return entries
 
 
+@dataclass(frozen=True)
+class _Steps:
+    """The wire steps that reach some clauses, shown where the S clauses show their families."""
+
+    name: str
+    clauses: frozenset[str]
+
+
+def collect_wire(root: Path = ROOT) -> list[ClauseEntry]:
+    """The index entries of the wire clauses: their steps are the HTTP mode's (`WIRE_STEPS`)."""
+    steps = {op: _Steps(f"{op} step", frozenset(ids)) for op, ids in WIRE_STEPS.items()}
+    return collect(root, clauses=spec.WIRE_CLAUSES, checkers=WIRE_CHECKERS, families=steps)  # type: ignore[arg-type]
+
+
 def missing(entries: Iterable[ClauseEntry]) -> list[str]:
     """One line per missing piece of a clause, saying what to add where; empty when complete."""
     problems = []
     for e in entries:
         q = f'"{e.id}"'
+        wire = e.id.startswith("W")
         if not (e.title and e.requirement and e.level):
             problems.append(f"{e.id}: no spec text: add a Clause(id={q}, title=..., level=..., "
-                            "requirement=...) to CLAUSES in harness/spec.py")
+                            f"requirement=...) to {'WIRE_CLAUSES' if wire else 'CLAUSES'} in harness/spec.py")
         if not e.checker:
-            problems.append(f"{e.id}: no checker: add harness/checkers/s<id>_<name>.py with "
-                            f"CLAUSE_ID = {q} and list it in MODULES of harness/checkers/__init__.py")
-        if not e.families:
+            problems.append(f"{e.id}: no checker: add harness/checkers/{e.id[0].lower()}<id>_<name>.py with "
+                            f"CLAUSE_ID = {q} and list it in {'WIRE_MODULES' if wire else 'MODULES'} of "
+                            "harness/checkers/__init__.py")
+        if not e.families and wire:
+            problems.append(f"{e.id}: no scenario step: add {q} to the clauses of the step in WIRE_STEPS "
+                            "(scenarios/wire.py) that is there to reach it")
+        elif not e.families:
             problems.append(f"{e.id}: no scenario family: add {q} to the clauses= of the family in "
                             "scenarios/families.py whose rules reach it")
         if not e.reference:
@@ -369,13 +400,16 @@ def missing(entries: Iterable[ClauseEntry]) -> list[str]:
                             "code in reference_impl/streaming/ that keeps it (and in the clause map of "
                             "coordinator.py's docstring)")
         if not e.reference_tests:
+            where = "tests/test_reference_wire.py" if wire else (
+                f"tests/test_reference_clauses.py, under a section comment "
+                f"'# -- {e.id} {e.title.lower() or '<title>'} ----'")
             problems.append(f"{e.id}: no reference test: add a test marked @pytest.mark.clause({q}) "
-                            f"to tests/test_reference_clauses.py, under a section comment "
-                            f"'# -- {e.id} {e.title.lower() or '<title>'} ----'")
+                            f"to {where}")
         if not e.checker_tests:
-            problems.append(f"{e.id}: no checker test: add a violating history for {q} to VIOLATIONS "
-                            "in tests/test_checkers.py")
-        if not e.mutants:
+            where = ("WIRE_VIOLATIONS in tests/test_wire_checkers.py" if wire
+                     else "VIOLATIONS in tests/test_checkers.py")
+            problems.append(f"{e.id}: no checker test: add a violating history for {q} to {where}")
+        if not e.mutants and not wire:
             problems.append(f"{e.id}: no mutant: add Mutant(<name>, {q}, <description>, <patches>) to "
                             "CATALOGUE in tests/mutants.py")
     return problems
@@ -400,8 +434,9 @@ def _cell(items: Iterable[str]) -> str:
     return "<br>".join(lines) or "—"
 
 
-def render(entries: Sequence[ClauseEntry]) -> str:
-    """Everything SPEC.md holds between the clause index's GENERATED markers."""
+def render(entries: Sequence[ClauseEntry], wire: Sequence[ClauseEntry] = ()) -> str:
+    """Everything SPEC.md holds between the clause index's GENERATED markers: the S clauses'
+    table, and the wire clauses' (`collect_wire`) if any."""
     rows = [
         "| Clause | Level | Checker | Scenario families | Reference code (`reference_impl/streaming/`) "
         "| Tests (`tests/`) | Mutants (`tests/mutants.py`) |",
@@ -415,7 +450,7 @@ def render(entries: Sequence[ClauseEntry]) -> str:
             f"| {name} | {e.level or '—'} | {checker} | {_cell(e.families)} | {_cell(e.reference)} "
             f"| {tests} | {_cell(e.mutants)} |"
         )
-    gaps = missing(entries)
+    gaps = missing([*entries, *wire])
     intro = (
         "Where each clause's pieces are, generated from the code: the checker registry, "
         "`Family.clauses` in `scenarios/families.py`, clause IDs in the docstrings and comments of "
@@ -423,6 +458,19 @@ def render(entries: Sequence[ClauseEntry]) -> str:
         "clause's section), and the clause of each mutant in `CATALOGUE`."
     )
     parts = [BEGIN_MARK, "## Clause index", intro, "\n".join(rows)]
+    if wire:
+        wire_rows = [
+            "| Clause | Level | Checker | Scenario steps (`scenarios/wire.py`) | Reference code "
+            "(`reference_impl/streaming/`) | Tests (`tests/`) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for e in wire:
+            name = f"[{e.id} {e.title}](#{e.anchor})" if e.anchor else e.id
+            checker = f"`{e.checker}`" if e.checker else "—"
+            wire_rows.append(f"| {name} | {e.level or '—'} | {checker} | {_cell(e.families)} | "
+                             f"{_cell(e.reference)} | {_cell([*e.reference_tests, *e.checker_tests])} |")
+        parts += ["### Wire clauses", "Judged by `--mode http` only; the mutant matrix runs in-process, "
+                  "so they have no mutants.", "\n".join(wire_rows)]
     if gaps:
         parts.append("Missing pieces:\n\n" + "\n".join(f"- {g}" for g in gaps))
     parts.append(END_MARK)
@@ -447,10 +495,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="change nothing; exit 1 if the index is stale or a clause lacks a piece")
     parser.add_argument("--spec-md", type=Path, default=ROOT / "SPEC.md", metavar="FILE")
     args = parser.parse_args(argv)
-    entries = collect()
+    entries, wire = collect(), collect_wire()
     text = args.spec_md.read_text(encoding="utf-8")
-    new = text.replace(generated_block(text), render(entries))
-    gaps = missing(entries)
+    new = text.replace(generated_block(text), render(entries, wire))
+    gaps = missing([*entries, *wire])
     for gap in gaps:
         print(f"missing: {gap}")
     if args.check:

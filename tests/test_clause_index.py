@@ -12,21 +12,43 @@ from harness import spec
 from harness.checkers import CHECKERS
 from scenarios.families import FAMILIES, Family
 from streamspec import clause_index
-from streamspec.clause_index import ClauseEntry, collect, missing, mutant_tags, reference_tags, tagged_tests
+from streamspec.clause_index import (
+    ClauseEntry,
+    collect,
+    collect_wire,
+    missing,
+    mutant_tags,
+    reference_tags,
+    tagged_tests,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_spec_md_clause_index_is_current():
     text = (ROOT / "SPEC.md").read_text(encoding="utf-8")
-    assert clause_index.generated_block(text) == clause_index.render(collect()), (
+    assert clause_index.generated_block(text) == clause_index.render(collect(), collect_wire()), (
         "SPEC.md's clause index is stale: run `python -m streamspec.clause_index` and commit SPEC.md"
     )
 
 
 def test_every_clause_has_every_piece():
-    gaps = missing(collect())
+    gaps = missing([*collect(), *collect_wire()])
     assert gaps == [], "clauses lack pieces:\n" + "\n".join(gaps)
+
+
+def test_the_wire_clauses_have_their_own_table_with_their_steps_and_no_mutants():
+    wire = {e.id: e for e in collect_wire()}
+    assert list(wire) == [c.id for c in spec.WIRE_CLAUSES]
+    assert wire["W7"].families == ("intrude step",) and wire["W7"].checker == "harness/checkers/w7_access.py"
+    case = "test_wire_checkers.py::test_wire_checker_catches_planted_bug[W7-w7_let_in]"
+    assert case in wire["W7"].checker_tests
+    assert not any(e.id.startswith("W") for e in collect())  # the S table lists S clauses only
+    # A wire clause lacking its step is told where wire steps are declared; none needs a mutant.
+    lacking = dataclasses.replace(wire["W4"], families=(), mutants=())
+    assert missing([lacking]) == [
+        "W4: no scenario step: add \"W4\" to the clauses of the step in WIRE_STEPS (scenarios/wire.py) "
+        "that is there to reach it"]
 
 
 # -- the completeness check can fail ------------------------------------------------------------------

@@ -18,6 +18,7 @@ from reference_impl.example.models import ExampleTask, SignalTask
 from reference_impl.streaming.access import SALT, sign, stream_path
 from reference_impl.streaming.conf import streaming_settings
 
+pytestmark = pytest.mark.clause("W7")
 http = pytest.mark.http
 MISSING = 10**12
 

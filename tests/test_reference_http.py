@@ -120,6 +120,7 @@ async def test_two_clients_receive_every_event_in_order(client: httpx.AsyncClien
     assert [(e.id, e.event, e.data) for e in streams[0]] == [(e.id, e.event, e.data) for e in streams[1]]
 
 
+@pytest.mark.clause("W2")
 @http
 async def test_full_stream_wire_format(client: httpx.AsyncClient) -> None:
     task = await ExampleTask.objects.acreate(message="wire format")
@@ -145,6 +146,7 @@ async def test_full_stream_wire_format(client: httpx.AsyncClient) -> None:
     assert json.loads(frames[-1][2][6:])["message"] == "wire format"
 
 
+@pytest.mark.clause("W3")
 @http
 async def test_example_task_stream_start_to_complete(client: httpx.AsyncClient) -> None:
     task = await ExampleTask.objects.acreate(message="hello")
@@ -180,6 +182,7 @@ async def test_late_joiner_gets_latest_event_first_then_later_ones(client: httpx
     assert [(e.event, e.id, e.data) for e in early_rest] == [(e.event, e.id, e.data) for e in late_rest]
 
 
+@pytest.mark.clause("W1")
 @http
 async def test_headers_and_keepalive_arrive_before_any_event(client: httpx.AsyncClient) -> None:
     # Resuming after the task's first event (id 1) leaves this client nothing to receive until the
@@ -278,6 +281,7 @@ async def test_failing_task_ends_with_error_and_is_not_run_again(client: httpx.A
 # -- Last-Event-ID ----------------------------------------------------------------------------------
 
 
+@pytest.mark.clause("W5")
 @http
 async def test_resume_with_last_event_id(client: httpx.AsyncClient) -> None:
     task = await SignalTask.objects.acreate()
@@ -348,6 +352,7 @@ BAD_REQUESTS = [
 ]
 
 
+@pytest.mark.clause("W4")
 @http
 @pytest.mark.parametrize(("method", "path", "status"), BAD_REQUESTS)
 async def test_bad_requests_get_clean_errors(

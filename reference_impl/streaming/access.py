@@ -1,4 +1,4 @@
-"""Who may read a task's stream: signed, expiring stream URLs, and the model's ``can_stream`` hook.
+"""Who may read a task's stream (W7): signed, expiring stream URLs, and the model's ``can_stream`` hook.
 
 Task ids are sequential integers and events carry application data, so a stream is not open to
 whoever can count. A client is let in when

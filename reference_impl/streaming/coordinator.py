@@ -24,6 +24,12 @@ Design, by clause (see SPEC.md):
 - S8.2: a client with more than `STREAMING_CLIENT_BUFFER` events waiting is dropped with one
   ``overflow`` event, or the notice `STREAMING_OVERFLOW_NOTICE` chooses (the buffer policy of
   channel.py, the notice of events.py).
+
+Over the wire (the W clauses), in streams.py unless said: W1 the head goes out at once, before the
+task's first event; W2 one frame per event, written whole; W3 the body ends after the terminal
+event; W4 the id and model are checked before any lookup; W5 events carry ids and Last-Event-ID
+resumes after them; W6 server.py ends open streams on SIGTERM and notices a client that left;
+W7 access.py lets in signed URLs and the model's `can_stream` only.
 """
 
 from __future__ import annotations

@@ -47,7 +47,8 @@ class StreamingApp:
 
     def stop(self) -> None:
         """The server is shutting down: end every open stream now, with a ``retry:`` hint, so that
-        browsers reconnect (to another worker) at once instead of the shutdown waiting them out."""
+        browsers reconnect (to another worker) at once instead of the shutdown waiting them out
+        (W6: a bounded shutdown)."""
         self.stopping = True
         for waiter in list(self._stop_waiters):
             if not waiter.done():
@@ -143,6 +144,7 @@ async def _pump(response: Response, send: Send) -> None:
 
 
 async def _until_disconnect(receive: Receive) -> None:
+    """Returns when the client left: its stream is then ended and its connection let go (W6)."""
     while (await receive())["type"] != "http.disconnect":
         pass
 

@@ -28,6 +28,7 @@ _MAX_ID = 2**63 - 1  # the largest BigAutoField value; a larger id cannot name a
 QUIET_SECONDS = 1.0
 """A stream that wrote nothing for this long writes its next event without waiting to batch it."""
 
+# W1: what an EventSource needs to read the body at all, and no cache or proxy holding it back.
 SSE_HEADERS = {
     "Content-Type": "text/event-stream",
     "Cache-Control": "no-cache",
@@ -89,13 +90,15 @@ class StreamLimiter:
 
 
 def parse_task_id(raw: str) -> int:
+    """The task id of a URL, or a 400 (W4: checked before any lookup, never a 500)."""
     if not _ID.fullmatch(raw) or int(raw) > _MAX_ID:
         raise StreamError(400, "Invalid task ID: expected a positive integer")
     return int(raw)
 
 
 def parse_last_event_id(raw: str | None) -> int | None:
-    """Last-Event-ID as a number; anything else (a foreign id) is ignored, as the header is a hint."""
+    """Last-Event-ID as a number; anything else (a foreign id) is ignored, as the header is a hint
+    (W5: a client resumes after the event it names)."""
     if raw is None:
         return None
     raw = raw.strip()
@@ -103,7 +106,8 @@ def parse_last_event_id(raw: str | None) -> int | None:
 
 
 def encode(event: Event | dict, task: StreamTask) -> bytes:
-    """The SSE frame of an event, once per event however many clients receive it."""
+    """The SSE frame of an event, once per event however many clients receive it (W2: ``id:``,
+    ``event:`` and one ``data:`` line of JSON, ended by a blank line, written whole)."""
     wire = getattr(event, "wire", None)
     if wire is not None:
         return wire
@@ -278,7 +282,7 @@ class EventStream:
         more = getattr(queue, "more", None)
         loop = asyncio.get_running_loop()
         written = -math.inf
-        # Sent at once so the client has its response headers before the task's first event.
+        # Sent at once so the client has its response headers before the task's first event (W1).
         yield b": connected\n\n"
         while True:
             try:
@@ -320,7 +324,7 @@ class EventStream:
                 yield b"".join(frames)
                 written = loop.time()
             if kind in TERMINAL_TYPES:
-                return
+                return  # W3: nothing follows a terminal event, so the response ends with it
 
     async def aclose(self) -> None:
         limiter, self._limiter = self._limiter, None
