@@ -561,11 +561,15 @@ WIRE_CLAUSES: tuple[Clause, ...] = (
         severity=Severity.HIGH,
         requirement=(
             "A malformed or hostile request (a non-integer, negative or huge id, an unknown app or "
-            "model, a model that is not a stream task, path tricks, a wrong method, a bad "
-            "Last-Event-ID) gets a 4xx answer within a bound: never a 5xx, never a hang, never a "
-            "stream."
+            "model, a model that is not a stream task, path tricks, a wrong method) gets a 4xx "
+            "answer within a bound: never a 5xx, never a hang, never a stream. A valid stream "
+            "request with a bad Last-Event-ID may instead be served as if it had none (the header "
+            "is a hint), but never with a 5xx or a hang."
         ),
-        violation="A bad request answered with a 5xx or a 2xx, or not answered within the bound.",
+        violation=(
+            "A bad request answered with a 5xx or a 2xx (a bad Last-Event-ID: a 5xx), or not "
+            "answered within the bound."
+        ),
         rationale=(
             "Every 500 is a traceback in the logs and an alert; a hang holds a connection; a stream "
             "opened for a request that names nothing valid is a way in."

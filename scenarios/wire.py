@@ -111,7 +111,11 @@ def wire_programs(max_steps: int) -> st.SearchStrategy[list[dict[str, Any]]]:
                 choices += ["detach", "stall", "reconnect"]
             op = draw(st.sampled_from(choices))
             if op == "attach":
-                steps.append({"op": "attach", "process": draw(server)})
+                step = {"op": "attach", "process": draw(server)}
+                spelling = draw(st.sampled_from([0, 0, 0, 1, 2, 3]))  # mostly the canonical name
+                if spelling:
+                    step["spelling"] = spelling
+                steps.append(step)
                 clients += 1
             elif op == "release":
                 steps.append({"op": "release", "count": draw(st.integers(1, 3))})
@@ -122,7 +126,7 @@ def wire_programs(max_steps: int) -> st.SearchStrategy[list[dict[str, Any]]]:
             elif op == "wait":
                 steps.append({"op": "wait", "seconds": draw(st.sampled_from([0.2, 0.6, 1.5]))})
             elif op == "request":
-                steps.append({"op": "request", "process": draw(server), "which": draw(st.integers(0, 11))})
+                steps.append({"op": "request", "process": draw(server), "which": draw(st.integers(0, 15))})
             elif op == "intrude":
                 steps.append({"op": "intrude", "process": draw(server), "which": draw(st.integers(0, 7))})
             elif op in ("crash", "shutdown"):

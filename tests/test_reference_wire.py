@@ -22,7 +22,7 @@ SIGTERM_OPEN_STREAMS = [{"op": "servers", "count": 1}, *steps(
 )]
 
 BAD_REQUESTS = [{"op": "servers", "count": 1},
-                *({"op": "request", "process": 0, "which": i} for i in range(12))]
+                *({"op": "request", "process": 0, "which": i} for i in range(16))]
 
 RECONNECT = [{"op": "servers", "count": 2}, *steps(
     ("attach", {"process": 0}), ("release", {"count": 2}), ("reconnect", {"client": 0, "process": 1}),
@@ -42,6 +42,11 @@ LEAVERS = [{"op": "servers", "count": 1}, *steps(
 )]
 
 
+SPELLINGS = [{"op": "servers", "count": 1}, *steps(
+    ("attach", {"process": 0}), ("release", {"count": 1}), ("attach", {"process": 0, "spelling": 1}),
+    ("attach", {"process": 0, "spelling": 3}), ("release", {"count": 1}), ("finish_ok", {"how": "complete"}),
+)]
+
 REFUSALS = [{"op": "servers", "count": 2}, *steps(
     ("attach", {"process": 0}), ("release", {"count": 1}),
     *(("intrude", {"process": i % 2, "which": i}) for i in range(4)), ("finish_ok", {"how": "complete"}),
@@ -50,9 +55,10 @@ REFUSALS = [{"op": "servers", "count": 2}, *steps(
 
 
 @pytest.mark.parametrize(
-    "program", [KILL_AND_RESTART, SIGTERM_OPEN_STREAMS, BAD_REQUESTS, LEAVERS, RECONNECT, CROWD, REFUSALS],
+    "program", [KILL_AND_RESTART, SIGTERM_OPEN_STREAMS, BAD_REQUESTS, LEAVERS, RECONNECT, CROWD, REFUSALS,
+                SPELLINGS],
     ids=["kill_and_restart", "sigterm_open_streams", "bad_requests", "leavers", "reconnect", "crowd",
-         "refusals"],
+         "refusals", "spellings"],
 )
 def test_the_reference_holds_every_observable_clause(sut_adapter, program):
     history, results, logs = run(sut_adapter, program)
@@ -64,6 +70,12 @@ def test_the_reference_holds_every_observable_clause(sut_adapter, program):
     if program is CROWD:
         # The server's limit is 6 (the adapter's http_settings): of 11 clients there, 5 are refused.
         assert results["W1"].examined == {"stream requests": 12, "refusals under load": 5}, results["W1"]
+    if program is BAD_REQUESTS:
+        assert results["W4"].examined == {"bad requests": 16}, results["W4"]
+    if program is SPELLINGS:
+        # Three names of one row: one run, and each client gets every event from its join on.
+        assert len([r for r in history.records if r.kind == "process_enter"]) == 1
+        assert results["S2"].examined["clients"] == 3, results["S2"]
     if program is REFUSALS:
         # Each of the reference adapter's four refused requests, for the task and a missing one.
         assert results["W7"].verdict is Verdict.PASS and results["W7"].examined["refused requests"] == 10

@@ -301,3 +301,18 @@ def test_a_clean_resume_passes_w5_and_s3():
     results = {r.clause: r for r in check_wire(history)}
     assert results["W5"].verdict is Verdict.PASS, results["W5"]
     assert results["S3"].verdict is Verdict.PASS, results["S3"]
+
+
+def test_a_bad_last_event_id_may_be_ignored_but_never_answered_with_a_5xx():
+    def answered(status: int) -> History:
+        s = Scenario()
+        op = s.invoke("request", None, at="p0", client="r1", method="GET", path="/stream/a/B/1",
+                      headers={"Last-Event-ID": "abc"}, may_stream=True)
+        s.add(Response, "p0", client="r1", status=status, headers=GOOD_HEAD, after=0.01)
+        s.complete(op)
+        return s.end()
+
+    assert WIRE_CHECKERS["W4"](answered(200)).verdict is Verdict.PASS
+    assert WIRE_CHECKERS["W4"](answered(400)).verdict is Verdict.PASS
+    failed = WIRE_CHECKERS["W4"](answered(500))
+    assert failed.verdict is Verdict.FAIL and "answered 500" in failed.violations[0].explanation

@@ -68,6 +68,24 @@ def test_two_servers_on_one_database(sut_adapter):
         assert "no way to refuse a client" in results["W7"].violations[0].explanation
 
 
+ONE_ROW_TWO_NAMES = [{"op": "servers", "count": 1}, *steps(
+    ("attach", {"process": 0}), ("attach", {"process": 0, "spelling": 1}), ("release", {"count": 1}),
+    ("finish_ok", {"how": "complete"}),
+)]
+
+
+def test_one_row_named_two_ways_on_one_server(sut_adapter):
+    # The model's name in lower case is the same row to Django: the reference runs it once; the
+    # upstream package keys its registry on the raw strings and runs a second copy (S4).
+    history, results, _ = run(sut_adapter, ONE_ROW_TWO_NAMES)
+    runs = [r for r in history.records if r.kind == "process_enter"]
+    if sut_adapter.name == "reference":
+        assert len(runs) == 1 and results["S4"].verdict is Verdict.PASS, results["S4"]
+    else:
+        assert len(runs) == 2 and {r.process for r in runs} == {"p0"}, runs
+        assert results["S4"].verdict is Verdict.FAIL
+
+
 def test_a_run_leaves_no_server_behind_even_when_it_fails_midway(sut_adapter, tmp_path):
     async def main():
         run = WireRun(sut_adapter, sut_adapter.name, database_url(), str(tmp_path), processes=2)
@@ -144,3 +162,15 @@ def test_connections_a_server_keeps_after_its_client_left_are_counted():
         assert open_connections(port) == 1  # the client left; the server still holds it
         accepted.close()
         assert open_connections(port) == 0
+
+
+def test_an_adapter_gives_its_servers_an_environment_but_not_the_harness_own(sut_adapter, tmp_path):
+    from harness.wire.servers import Server
+
+    class WithEnv:
+        name = sut_adapter.name
+        http_env = {"MY_FEATURE_FLAG": "on", "DATABASE_URL": "sqlite:///elsewhere", "WORKERS": 2}
+
+    server = Server("p0", WithEnv(), "reference", "sqlite:///shared", "127.0.0.1:1", str(tmp_path))
+    assert server.env["MY_FEATURE_FLAG"] == "on" and server.env["WORKERS"] == "2"
+    assert server.env["DATABASE_URL"] == "sqlite:///shared"  # the harness's: every server on one database

@@ -142,7 +142,7 @@ class _Calls:
         self.calls: list[tuple[str, tuple]] = []
 
     def __getattr__(self, name: str):
-        def call(*args):
+        def call(*args, **kwargs):
             self.calls.append((name, args))
             return _Done()
 

@@ -107,6 +107,8 @@ class Adapter(Protocol):
 #       implementation is configured to refuse, by name (W7): an unsigned URL, a tampered or an
 #       expired signature... An implementation whose adapter names none offers no way to refuse
 #       anyone, and fails W7.
+#   http_env: dict[str, str]  environment variables for the servers (on top of the harness's own;
+#       DJANGO_SETTINGS_MODULE, DATABASE_URL and the control channel's are the harness's)
 #   http_settings: dict[str, Any]  settings for the servers only, on top of django_settings (a
 #       short lease, so that a takeover happens within an example)
 #   http_takeover_seconds: float  how long after a server is killed another one may take its

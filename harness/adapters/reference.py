@@ -68,7 +68,8 @@ class ReferenceAdapter:
         from reference_impl.streaming.access import sign, stream_path
 
         label = f"{app_label}.{model_name}".lower()
-        return stream_path(label, model_name, pk, sign(label, pk))
+        # Signed for the row, however the path spells it (a leading zero reads as the same pk).
+        return stream_path(label, model_name, pk, sign(label, int(pk) if pk.isdigit() else pk))
 
     def refused_paths(self, app_label: str, model_name: str, pk: str) -> dict[str, str]:
         from django.core.signing import TimestampSigner, b62_encode

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from harness.adapters import stream_path_of
+from harness.adapters import spellings_of, stream_path_of
 from harness.conventions import Conventions
 from harness.errors import UsageError
 from harness.recorder import Recorder
@@ -133,16 +133,23 @@ class WireRun:
         self._done(op_id, value=token)
         return token
 
-    def stream_url(self, server: Server, task: str, pk: Any = None) -> str:
-        meta = self.model._meta
-        pk = self.pks[task] if pk is None else pk
-        return server.base_url + stream_path_of(self.adapter, meta.app_label, meta.object_name, pk)
+    def stream_url(self, server: Server, task: str, spelling: int = 0) -> str:
+        """The URL of `task`'s stream on `server`, its row named the `spelling`-th way the
+        implementation accepts (0: the canonical one; see `harness.adapters.spellings_of`)."""
+        spellings = spellings_of(self.adapter, self.model, self.pks[task])
+        app_label, model_name, pk = spellings[spelling % len(spellings)]
+        return server.base_url + stream_path_of(self.adapter, app_label, model_name, pk)
 
     async def attach(self, task: str, process: int = 0, headers: dict[str, str] | None = None,
-                     resumes: WireClient | None = None) -> WireClient:
+                     resumes: WireClient | None = None, spelling: int = 0) -> WireClient:
         server = self.server(process)
         name = f"c{len(self.clients) + 1}"
         args: dict[str, Any] = {"client": name, "via": None}
+        url = self.stream_url(server, task, spelling)
+        if spelling:
+            # The same row named another way (the model's letter case, a leading zero): still the
+            # one task, run once (S4), with every event (S2).
+            args["spelling"] = url.removeprefix(server.base_url)
         if headers:
             args["headers"] = dict(headers)
         if resumes is not None:
@@ -150,7 +157,7 @@ class WireRun:
             args["resumes"] = resumes.name
             args["after_seq"] = resumes.last_seq
         op_id = self._invoke("attach", task, args, server.name)
-        client = WireClient(name, task, server.name, self.stream_url(server, task), op_id, self._add,
+        client = WireClient(name, task, server.name, url, op_id, self._add,
                             self.conventions, lambda: server.state, self._http, headers)
         self.clients.append(client)  # before any await: clients of a crowd get distinct names
         client.open()
@@ -253,12 +260,15 @@ class WireRun:
         self._done(op_id)
 
     async def request(self, process: int, method: str, path: str,
-                      headers: dict[str, str] | None = None) -> int | None:
-        """A malformed or hostile request (W4): its status, or None if none came within the bound."""
+                      headers: dict[str, str] | None = None, may_stream: bool = False) -> int | None:
+        """A malformed or hostile request (W4): its status, or None if none came within the bound.
+        `may_stream`: a valid stream request with a bad header the implementation may ignore."""
         server = self.server(process)
         name = f"r{self._ops + 1}"
-        op_id = self._invoke("request", None, {"client": name, "method": method, "path": path,
-                                                "headers": dict(headers or {})}, server.name)
+        args = {"client": name, "method": method, "path": path, "headers": dict(headers or {})}
+        if may_stream:
+            args["may_stream"] = True
+        op_id = self._invoke("request", None, args, server.name)
         began = time.monotonic()
         try:
             async with self._http.stream(method, server.base_url + path, headers=headers,
@@ -274,13 +284,19 @@ class WireRun:
             return None
 
     async def hostile_request(self, process: int, task: str, which: int) -> int | None:
-        """The `which`-th of `hostile_paths` for `task` (W4), to server `process`."""
-        from harness.wire.steps import hostile_paths
+        """The `which`-th hostile request for `task` (W4) to server `process`: one of
+        `hostile_paths`, then the task's own stream with one of `HOSTILE_HEADERS`."""
+        from harness.wire.steps import HOSTILE_HEADERS, hostile_paths
 
         meta = self.model._meta
         paths = hostile_paths(meta.app_label, meta.object_name, self.pks[task])
-        method, path = paths[which % len(paths)]
-        return await self.request(process, method, path)
+        which %= len(paths) + len(HOSTILE_HEADERS)
+        if which < len(paths):
+            method, path = paths[which]
+            return await self.request(process, method, path)
+        server = self.server(process)
+        path = self.stream_url(server, task).removeprefix(server.base_url)
+        return await self.request(process, "GET", path, HOSTILE_HEADERS[which - len(paths)], may_stream=True)
 
     async def intrude(self, task: str, process: int, which: int) -> None:
         """W7: request the task's stream the way the adapter says the implementation refuses

@@ -145,7 +145,8 @@ class Server:
         self.command = server_command(adapter, "127.0.0.1", self.port)
         path = os.pathsep.join(p for p in (_ROOT, os.environ.get("PYTHONPATH", "")) if p)
         self.env = {
-            **os.environ, **(extra_env or {}),
+            **os.environ, **{str(k): str(v) for k, v in (getattr(adapter, "http_env", None) or {}).items()},
+            **(extra_env or {}),
             "DJANGO_SETTINGS_MODULE": SETTINGS_MODULE, "STREAMSPEC_SUT": sut, "DATABASE_URL": database_url,
             CONTROL_ENV: control, PROCESS_ENV: name, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path,
         }

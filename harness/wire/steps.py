@@ -14,7 +14,7 @@ from typing import Any
 
 from harness.errors import UsageError
 
-__all__ = ["CALLS", "call_of", "describe", "hostile_paths", "perform"]
+__all__ = ["CALLS", "HOSTILE_HEADERS", "call_of", "describe", "hostile_paths", "perform"]
 
 
 def hostile_paths(app_label: str, model_name: str, pk: Any) -> list[tuple[str, str]]:
@@ -38,12 +38,23 @@ def hostile_paths(app_label: str, model_name: str, pk: Any) -> list[tuple[str, s
     ]
 
 
+HOSTILE_HEADERS: list[dict[str, str]] = [
+    {"Last-Event-ID": "abc"},
+    {"Last-Event-ID": "-5"},
+    {"Last-Event-ID": "9" * 40},
+    {"Last-Event-ID": ""},
+]
+"""Bad headers sent with a valid stream request: refused with a 4xx, or ignored (the header is a
+hint), never a 5xx nor a hang (W4)."""
+
+
 def _request(step: dict[str, Any]) -> str:
     return f"await run.hostile_request({step['process']}, task, {step['which']})"
 
 
 CALLS: dict[str, Callable[[dict[str, Any]], str]] = {
-    "attach": lambda s: f"await run.attach(task, {s['process']})",
+    "attach": lambda s: (f"await run.attach(task, {s['process']}, spelling={s['spelling']})"
+                         if s.get("spelling") else f"await run.attach(task, {s['process']})"),
     "release": lambda s: f"run.release(task, {s.get('count', 1)})",
     "finish_ok": lambda s: f"run.finish_task(task, True, {s.get('how')!r})",
     "finish_fail": lambda s: f"run.finish_task(task, False, {s.get('how')!r})",
@@ -62,7 +73,8 @@ CALLS: dict[str, Callable[[dict[str, Any]], str]] = {
 
 
 _PROSE: dict[str, Callable[[dict[str, Any]], str]] = {
-    "attach": lambda s: f"a client joins on server {s['process']}",
+    "attach": lambda s: f"a client joins on server {s['process']}" + (
+        f", naming the task another way (spelling {s['spelling']})" if s.get("spelling") else ""),
     "release": lambda s: f"the task sends {s.get('count', 1)} event(s)",
     "finish_ok": lambda s: f"the task finishes ({s.get('how') or 'returns'})",
     "finish_fail": lambda s: f"the task fails ({s.get('how') or 'raises'})",
