@@ -531,7 +531,8 @@ def test_every_streaming_setting_comes_from_the_environment() -> None:
     from reference_impl.streaming.conf import DEFAULTS
 
     chosen = {
-        "STREAMING_CLIENT_BUFFER": ("7", 7), "STREAMING_MAX_STREAMS": ("9", 9),
+        "STREAMING_CLIENT_BUFFER": ("7", 7), "STREAMING_CLIENT_BUFFER_BYTES": ("65536", 65536),
+        "STREAMING_MAX_STREAMS": ("9", 9),
         "STREAMING_KEEPALIVE_SECONDS": ("2.5", 2.5), "STREAMING_RETRY_AFTER_SECONDS": ("4", 4),
         "STREAMING_EVENT_LOG": ("off", False), "STREAMING_LOG_ON_LOOP": ("0", False),
         "STREAMING_LEASE_SECONDS": ("3", 3.0), "STREAMING_POLL_SECONDS": ("0.25", 0.25),

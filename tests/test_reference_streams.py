@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from django.test import override_settings
 
 from reference_impl.example.models import ExampleTask
@@ -66,3 +67,37 @@ async def test_without_batching_every_event_goes_out_when_it_arrives():
         queue.put_nowait(progress(seq))
         chunk = await asyncio.wait_for(anext(frames), 1)
         assert chunk.count(b"event: progress") == 1
+
+
+async def test_a_client_that_stops_reading_is_dropped_by_the_bytes_it_holds_not_only_by_events():
+    # 8 KiB events to a client that reads nothing: with 64 KiB allowed it is dropped after 8 of
+    # them, far below its bound of 1024 events, with the overflow notice; a reader is not.
+    from reference_impl.streaming.channel import TaskChannel
+    from reference_impl.streaming.streams import encode
+
+    task = await ExampleTask.objects.acreate(message="big events")
+
+    def size(event: Event) -> int:
+        return len(encode(event, task))
+
+    channel = TaskChannel(("example.exampletask", task.pk), 1024)
+    stalled, reading = StreamQueue(1024, 64 * 1024, size), StreamQueue(1024, 64 * 1024, size)
+    channel.attach(stalled)
+    channel.attach(reading)
+    payload = "x" * 8192
+    for seq in range(1, 21):
+        channel.publish(Event("progress", {"blob": payload}, "t", seq))
+        assert reading.get_nowait()["id"] == seq
+        assert stalled.bytes <= 64 * 1024
+    assert stalled not in channel.clients and reading in channel.clients
+    assert stalled.qsize() == 1 and stalled.get_nowait()["type"] == "overflow"
+    assert stalled.bytes == 0 and reading.bytes == 0
+
+
+def test_one_event_bigger_than_the_byte_bound_still_reaches_a_client_that_keeps_up():
+    queue = StreamQueue(8, 100, lambda event: 1000)
+    queue.put_nowait(progress(1))
+    assert queue.get_nowait()["id"] == 1 and queue.bytes == 0
+    queue.put_nowait(progress(2))
+    with pytest.raises(asyncio.QueueFull):
+        queue.put_nowait(progress(3))  # a second one waiting would pass the bound

@@ -14,6 +14,9 @@ from django.core.exceptions import ImproperlyConfigured
 class StreamingSettings:
     client_buffer: int
     """Events a client may have waiting before it is dropped (see `channel.TaskChannel`)."""
+    client_buffer_bytes: int
+    """Bytes of encoded events an SSE client may have waiting before it is dropped alike (see
+    `streams.StreamQueue`): big events fill a buffer long before it holds many of them."""
     max_streams: int
     """Open SSE streams per server process; one more is answered 503 with Retry-After."""
     keepalive_seconds: float
@@ -43,6 +46,7 @@ class StreamingSettings:
 
 DEFAULTS: dict[str, object] = {
     "STREAMING_CLIENT_BUFFER": 1024,
+    "STREAMING_CLIENT_BUFFER_BYTES": 1048576,
     "STREAMING_MAX_STREAMS": 1000,
     "STREAMING_KEEPALIVE_SECONDS": 15.0,
     "STREAMING_RETRY_AFTER_SECONDS": 1,
@@ -93,6 +97,7 @@ def _choice(name: str, choices: tuple[str, ...]) -> str:
 def streaming_settings() -> StreamingSettings:
     return StreamingSettings(
         client_buffer=_positive("STREAMING_CLIENT_BUFFER", int),
+        client_buffer_bytes=_positive("STREAMING_CLIENT_BUFFER_BYTES", int),
         max_streams=_positive("STREAMING_MAX_STREAMS", int),
         keepalive_seconds=_positive("STREAMING_KEEPALIVE_SECONDS", float),
         retry_after_seconds=_positive("STREAMING_RETRY_AFTER_SECONDS", int),

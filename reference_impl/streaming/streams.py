@@ -10,7 +10,7 @@ import asyncio
 import json
 import math
 import re
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -186,7 +186,9 @@ async def open_stream(
             # The task is storing its outcome: the row does not say finished yet, but this client
             # already has the terminal event, and nothing will follow it.
             return Response(204, {})
-        queue = StreamQueue(streaming_settings().client_buffer)
+        conf = streaming_settings()
+        queue = StreamQueue(conf.client_buffer, conf.client_buffer_bytes,
+                            lambda event: len(encode(event, task)))
         await task.add_client(queue, resume_after)
         streaming = True
         return Response(200, dict(SSE_HEADERS), stream=EventStream(task, queue, resume_after, limiter))
@@ -227,22 +229,48 @@ def _finished(task: StreamTask, resuming: bool, resume_after: int | None, sse: b
 
 class StreamQueue(asyncio.Queue):
     """The queue of one SSE client: an `asyncio.Queue` that can also wake a reader waiting for
-    more events early, once half of its buffer is used (so batching never makes it overflow)."""
+    more events early, once half of its buffer is used (so batching never makes it overflow).
 
-    def __init__(self, maxsize: int) -> None:
+    Bounded in events (`maxsize`) and, with `max_bytes`, in the bytes of the events' SSE frames
+    (`size_of`): a put past either bound raises `asyncio.QueueFull`, on which the channel drops
+    the client with its overflow notice (S8.2). An event is always let into an empty queue, however
+    big: a client is dropped for falling behind, not for the size of one event."""
+
+    def __init__(self, maxsize: int, max_bytes: int | None = None,
+                 size_of: Callable[[Event], int] | None = None) -> None:
         super().__init__(maxsize)
         self.high_water = max(1, maxsize // 2)
+        self.max_bytes = max_bytes if size_of is not None else None
+        self.high_bytes = (max_bytes or 0) // 2
+        self.bytes = 0
+        self._size_of = size_of
         self.filling: asyncio.Future | None = None
 
+    def _filled(self) -> bool:
+        return self.qsize() >= self.high_water or (
+            self.max_bytes is not None and self.bytes >= self.high_bytes)
+
     def put_nowait(self, item: Any) -> None:
+        size = 0
+        if self.max_bytes is not None and isinstance(item, Event):
+            size = self._size_of(item)  # type: ignore[misc]
+            if self.bytes + size > self.max_bytes and not self.empty():
+                raise asyncio.QueueFull
         super().put_nowait(item)
+        self.bytes += size
         filling = self.filling
-        if filling is not None and not filling.done() and self.qsize() >= self.high_water:
+        if filling is not None and not filling.done() and self._filled():
             filling.set_result(None)
+
+    def _get(self) -> Any:
+        item = super()._get()  # type: ignore[misc]
+        if self.max_bytes is not None and isinstance(item, Event):
+            self.bytes -= self._size_of(item)  # type: ignore[misc]
+        return item
 
     async def more(self, until: float) -> None:
         """Wait until loop time `until`, or less if the queue fills up meanwhile."""
-        if self.qsize() >= self.high_water:
+        if self._filled():
             return
         loop = asyncio.get_running_loop()
         self.filling = filling = loop.create_future()
