@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -105,6 +105,7 @@ def start_server(
     *,
     socket_path: str | None = None,
     timeout: float = START_TIMEOUT,
+    args: Sequence[str] = (),
 ) -> ServerProcess:
     """Start `runserver_stream` on a free TCP port (or on `socket_path`) and wait for /health."""
     if socket_path is None:
@@ -117,7 +118,7 @@ def start_server(
     output = tempfile.TemporaryFile()  # a file, not a pipe: a chatty server can never block on it
     full_env = server_env(env)
     process = subprocess.Popen(
-        manage_command("runserver_stream", *where, "--log-level", "warning"),
+        manage_command("runserver_stream", *where, "--log-level", "warning", *args),
         cwd=REPO_ROOT, env=full_env, stdout=output, stderr=subprocess.STDOUT,
     )
     server = ServerProcess(process, output, base_url, uds, full_env)

@@ -486,6 +486,10 @@ def test_runserver_stream_rejects_bad_arguments_and_settings() -> None:
          "STREAMING_KEEPALIVE_SECONDS must be a positive finite number, got -1.0"),
         (["--socket", "/nonexistent-dir-for-streamspec/stream.sock"], {},
          "--socket: directory /nonexistent-dir-for-streamspec does not exist"),
+        (["--port", str(free_port()), "--workers", "0"], {},
+         "--workers must be a number from 1 to 64, got '0'"),
+        (["--port", str(free_port()), "--workers", "two"], {},
+         "--workers must be a number from 1 to 64, got 'two'"),
     ]
     processes = [_spawn("runserver_stream", *args, env=env) for args, env, _ in cases]
     for (returncode, output), (args, env, message) in zip(_finish(processes), cases, strict=True):
@@ -734,19 +738,34 @@ async def test_an_sse_client_joining_a_finished_task_gets_its_terminal_event(
 
 
 @http
-async def test_sigterm_ends_open_streams_at_once_with_a_retry_hint() -> None:
+def _workers(pid: int) -> list[str]:
+    """The worker processes of a server: its children that multiprocessing spawned (not its
+    resource tracker)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_sigterm_ends_open_streams_at_once_with_a_retry_hint(workers: int) -> None:
     # uvicorn's graceful shutdown waits for every response to end, and a stream never ends by
     # itself: the server ends them first, telling browsers to come back (to another worker).
-    server = start_server({"STREAMING_RETRY_AFTER_SECONDS": "2"})
+    # With --workers the supervisor passes the signal on, and each worker ends its own streams.
+    server = start_server({"STREAMING_RETRY_AFTER_SECONDS": "2"}, args=("--workers", str(workers)))
     try:
-        task = await SignalTask.objects.acreate()
-        async with server.client() as client, aconnect_sse(client, "GET", stream_url(task)) as source:
-            reader = SSEReader(source)
-            assert (await reader.next()).event == "start"
+        if workers > 1:
+            assert len(_workers(server.process.pid)) == workers
+        tasks = [await SignalTask.objects.acreate() for _ in range(2 * workers)]
+        async with server.client() as client, contextlib.AsyncExitStack() as stack:
+            readers = []
+            for task in tasks:
+                source = await stack.enter_async_context(aconnect_sse(client, "GET", stream_url(task)))
+                reader = SSEReader(source)
+                assert (await reader.next()).event == "start"
+                readers.append(reader)
             server.process.send_signal(signal.SIGTERM)
             async with asyncio.timeout(10):  # a bound, not a measurement: uvicorn waits 5 s at most
-                rest = [e async for e in reader._events]
-        assert [e.retry for e in rest] == [2000], rest
+                rests = [[e async for e in reader._events] for reader in readers]
+        assert all([e.retry for e in rest] == [2000] for rest in rests), rests
         async with asyncio.timeout(10):
             while server.process.poll() is None:
                 await asyncio.sleep(0.02)

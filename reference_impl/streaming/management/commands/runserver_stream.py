@@ -1,9 +1,13 @@
 import os
 
+import uvicorn
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 DEFAULT_SOCKET = "/tmp/django-stream.sock"
+APP = "reference_impl.streaming.server:app"
+"""Workers import the app by name: each is a process of its own, with its own coordinator."""
+MAX_WORKERS = 64
 
 
 def _port(value: str | int) -> int:
@@ -18,20 +22,26 @@ def _port(value: str | int) -> int:
     return port
 
 
-def _server_class() -> type:
-    import uvicorn
+def _workers(value: str | int) -> int:
+    try:
+        workers = int(value)
+    except (TypeError, ValueError):
+        workers = 0
+    if not 1 <= workers <= MAX_WORKERS:
+        raise CommandError(f"--workers must be a number from 1 to {MAX_WORKERS}, got {value!r}")
+    return workers
 
-    class StreamingServer(uvicorn.Server):
-        """uvicorn's server, which first ends the open streams when it shuts down: its own graceful
-        shutdown waits for every response to finish, and an SSE stream never does by itself."""
 
-        async def shutdown(self, sockets=None) -> None:
-            from reference_impl.streaming.server import app
+class StreamingServer(uvicorn.Server):
+    """uvicorn's server, which first ends the open streams when it shuts down: its own graceful
+    shutdown waits for every response to finish, and an SSE stream never does by itself. At module
+    level: with --workers, each worker process is started with this server's bound `run`."""
 
-            app.stop()
-            await super().shutdown(sockets)
+    async def shutdown(self, sockets=None) -> None:
+        from reference_impl.streaming.server import app
 
-    return StreamingServer
+        app.stop()
+        await super().shutdown(sockets)
 
 
 class Command(BaseCommand):
@@ -44,28 +54,42 @@ class Command(BaseCommand):
         parser.add_argument("--port", help="TCP port; without it the Unix socket is used")
         parser.add_argument("--log-level", default="info",
                             choices=["critical", "error", "warning", "info", "debug"])
+        parser.add_argument("--workers", default="1",
+                            help="worker processes sharing the socket (default 1); each runs its own "
+                                 "coordinator, so give them a shared database (DATABASE_URL)")
 
     def handle(self, *args, **options) -> None:
-        import uvicorn
-
         from reference_impl.streaming.conf import streaming_settings
         from reference_impl.streaming.server import app
 
         port = None if options["port"] is None else _port(options["port"])
+        workers = _workers(options["workers"])
         socket_path = options["socket"]
         try:  # a bad STREAMING_* setting stops the server now, not at its first stream (a 500)
             streaming_settings()
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from exc
-        common = {"log_level": options["log_level"], "lifespan": "on", "timeout_graceful_shutdown": 5}
+        common = {"log_level": options["log_level"], "lifespan": "on", "timeout_graceful_shutdown": 5,
+                  "workers": workers}
+        many = f" with {workers} workers" if workers > 1 else ""
         if port:
-            self.stdout.write(self.style.SUCCESS(f"Starting streaming server on {options['host']}:{port}"))
-            _server_class()(uvicorn.Config(app, host=options["host"], port=port, **common)).run()
+            where = {"host": options["host"], "port": port}
+            said = f"Starting streaming server on {options['host']}:{port}{many}"
+        else:
+            directory = os.path.dirname(os.path.abspath(socket_path))
+            if not os.path.isdir(directory):
+                raise CommandError(f"--socket: directory {directory} does not exist")
+            if os.path.exists(socket_path):
+                os.remove(socket_path)
+            where = {"uds": socket_path}
+            said = f"Starting streaming server on Unix socket: {socket_path}{many}"
+        self.stdout.write(self.style.SUCCESS(said))
+        if workers == 1:
+            StreamingServer(uvicorn.Config(app, **where, **common)).run()
             return
-        directory = os.path.dirname(os.path.abspath(socket_path))
-        if not os.path.isdir(directory):
-            raise CommandError(f"--socket: directory {directory} does not exist")
-        if os.path.exists(socket_path):
-            os.remove(socket_path)
-        self.stdout.write(self.style.SUCCESS(f"Starting streaming server on Unix socket: {socket_path}"))
-        _server_class()(uvicorn.Config(app, uds=socket_path, **common)).run()
+        # uvicorn's supervisor: the socket is bound once, here, and handed to each worker; SIGTERM
+        # to the supervisor reaches every worker, which ends its streams (StreamingServer).
+        from uvicorn.supervisors import Multiprocess
+
+        config = uvicorn.Config(APP, **where, **common)
+        Multiprocess(config, target=StreamingServer(config).run, sockets=[config.bind_socket()]).run()
