@@ -473,7 +473,7 @@ def _finish(processes: list[subprocess.Popen], timeout: float = 20.0) -> list[tu
 
 
 @http
-def test_runserver_stream_rejects_bad_arguments_and_settings() -> None:
+def test_runserver_stream_rejects_bad_arguments_and_settings(tmp_path: Path) -> None:
     """Each of these must stop at once with a one-line CommandError (exit status 1), no traceback
     and no server; started all together to keep the test fast."""
     cases = [
@@ -490,6 +490,10 @@ def test_runserver_stream_rejects_bad_arguments_and_settings() -> None:
          "--workers must be a number from 1 to 64, got '0'"),
         (["--port", str(free_port()), "--workers", "two"], {},
          "--workers must be a number from 1 to 64, got 'two'"),
+        (["--port", str(free_port())], {"DATABASE_URL": f"postgres://nobody@127.0.0.1:{free_port()}/nothing"},
+         "cannot use the database postgresql 127.0.0.1: connection failed"),
+        (["--port", str(free_port())], {"DATABASE_URL": f"sqlite:///{tmp_path}/never-migrated.sqlite3"},
+         f"cannot use the database sqlite {tmp_path}/never-migrated.sqlite3: no such table"),
     ]
     processes = [_spawn("runserver_stream", *args, env=env) for args, env, _ in cases]
     for (returncode, output), (args, env, message) in zip(_finish(processes), cases, strict=True):
@@ -540,6 +544,7 @@ def test_every_streaming_setting_comes_from_the_environment() -> None:
         "STREAMING_KEEPALIVE_SECONDS": ("2.5", 2.5), "STREAMING_RETRY_AFTER_SECONDS": ("4", 4),
         "STREAMING_EVENT_LOG": ("off", False), "STREAMING_LOG_ON_LOOP": ("0", False),
         "STREAMING_LEASE_SECONDS": ("3", 3.0), "STREAMING_POLL_SECONDS": ("0.25", 0.25),
+        "STREAMING_PUSH": ("no", False),
         "STREAMING_BATCH_SECONDS": ("0", 0.0), "STREAMING_OVERFLOW_NOTICE": ("close", "close"),
         "STREAMING_ACCESS": ("open", "open"), "STREAMING_URL_MAX_AGE": ("60", 60.0),
     }

@@ -54,12 +54,16 @@ class ReferenceAdapter:
     task_base = "reference_impl.streaming.models.StreamTask"
     # A small client buffer: a client that stops reading overflows within a few events, so the
     # scenarios reach the overflow path (S8.2) in a handful of steps instead of a thousand.
-    django_settings = {"STREAMING_CLIENT_BUFFER": 2}
+    # In-process runs poll the event log: a LISTEN connection's notifications would come from
+    # outside the scheduler's control (the search replays schedules from the seed).
+    django_settings = {"STREAMING_CLIENT_BUFFER": 2, "STREAMING_PUSH": False}
     # Over the wire (--mode http) time is real: a short lease, so that a task whose server was
     # killed is taken over within the example, and the harness waits that long for it.
     # And few streams per server, so that a crowd of clients reaches the limit (503, Retry-After).
+    # Pushed across processes where the database is PostgreSQL, as deployed.
     http_settings = {
         "STREAMING_LEASE_SECONDS": 1.0, "STREAMING_POLL_SECONDS": 0.2, "STREAMING_MAX_STREAMS": 6,
+        "STREAMING_PUSH": True,
     }
     http_takeover_seconds = 2.5
 

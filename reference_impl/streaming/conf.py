@@ -32,6 +32,9 @@ class StreamingSettings:
     """How long a coordinator's claim on a running task holds without renewal."""
     poll_seconds: float
     """How often a process relaying a task that runs elsewhere reads the event log."""
+    push: bool
+    """Where the database is PostgreSQL, wake relays with LISTEN/NOTIFY as events are logged
+    (push.py), polling only as a safety net."""
     batch_seconds: float
     """How long a busy SSE stream holds an event back so the events sent meanwhile share its write
     (see `streams.EventStream`); 0: every event is written as soon as it arrives."""
@@ -54,6 +57,7 @@ DEFAULTS: dict[str, object] = {
     "STREAMING_LOG_ON_LOOP": True,
     "STREAMING_LEASE_SECONDS": 30.0,
     "STREAMING_POLL_SECONDS": 0.5,
+    "STREAMING_PUSH": True,
     "STREAMING_BATCH_SECONDS": 0.01,
     "STREAMING_OVERFLOW_NOTICE": "overflow",
     "STREAMING_ACCESS": "signed",
@@ -105,6 +109,7 @@ def streaming_settings() -> StreamingSettings:
         log_on_loop=_flag("STREAMING_LOG_ON_LOOP"),
         lease_seconds=_positive("STREAMING_LEASE_SECONDS", float),
         poll_seconds=_positive("STREAMING_POLL_SECONDS", float),
+        push=_flag("STREAMING_PUSH"),
         batch_seconds=_non_negative("STREAMING_BATCH_SECONDS"),
         overflow_notice=_choice("STREAMING_OVERFLOW_NOTICE", OVERFLOW_NOTICES),
         access=_choice("STREAMING_ACCESS", ACCESS_MODES),

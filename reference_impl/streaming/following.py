@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from . import context, relay
+from . import context, push, relay
 from .channel import Event, TaskChannel
 from .conf import streaming_settings
 from .models import StreamTask, TaskStatus
@@ -73,9 +73,20 @@ class Following:
         context.activate(self)
         poll = streaming_settings().poll_seconds
         interval = poll
+        # Woken as soon as the task's next event is logged, where the database can tell (push.py);
+        # the polls stay, as the safety net of a missed notification.
+        listener = push.listener()
+        name = push.payload(*key)
+        seen = 0
+        if listener is not None:
+            listener.watch(name)
         try:
             while channel.clients and not channel.running and not channel.closed:
-                await asyncio.sleep(interval)
+                if listener is None:
+                    await asyncio.sleep(interval)
+                else:
+                    await listener.wait(name, seen, interval)
+                    seen = listener.generation(name)  # before reading: a later event wakes the next wait
                 if channel.running or channel.closed or not channel.clients:
                     return
                 relayed = await self._catch_up(key, channel)
@@ -100,6 +111,8 @@ class Following:
                     await self.start_task(row)
                     return
         finally:
+            if listener is not None:
+                listener.unwatch(name)
             channel.follower = None
             if (channel.closed or channel.idle) and self._channels.get(key) is channel:
                 del self._channels[key]

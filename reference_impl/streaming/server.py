@@ -21,6 +21,7 @@ if not apps.ready:  # imported as a server entry point: configure Django like ma
 
 from django.db import Error as DatabaseError
 
+from . import push
 from .conf import streaming_settings
 from .coordinator import TaskCoordinator, current_coordinator
 from .streams import Response, StreamError, StreamLimiter, open_stream
@@ -132,6 +133,7 @@ class StreamingApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await (self.coordinator or current_coordinator()).shutdown()
+                await push.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

@@ -32,6 +32,28 @@ def _workers(value: str | int) -> int:
     return workers
 
 
+def _reach_the_database() -> None:
+    """Stop at start-up, with the reason, when the database cannot be reached: every stream needs
+    it (the task rows, the event log and, on PostgreSQL, the notifications of push.py)."""
+    from django.db import DatabaseError, connections
+
+    from reference_impl.streaming.models import StreamEvent
+
+    connection = connections["default"]
+    table = connection.ops.quote_name(StreamEvent._meta.db_table)
+    try:
+        connection.ensure_connection()
+        with connection.cursor() as cursor:  # the tables exist: `migrate` was run
+            cursor.execute(f"SELECT 1 FROM {table} WHERE 1 = 0")
+    except DatabaseError as exc:
+        where = connection.settings_dict.get("HOST") or connection.settings_dict.get("NAME")
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise CommandError(f"cannot use the database {connection.vendor} {where}: {reason} "
+                           "(is it running, and was `migrate` run?)") from None
+    finally:
+        connection.close()
+
+
 class StreamingServer(uvicorn.Server):
     """uvicorn's server, which first ends the open streams when it shuts down: its own graceful
     shutdown waits for every response to finish, and an SSE stream never does by itself. At module
@@ -69,6 +91,7 @@ class Command(BaseCommand):
             streaming_settings()
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from exc
+        _reach_the_database()
         common = {"log_level": options["log_level"], "lifespan": "on", "timeout_graceful_shutdown": 5,
                   "workers": workers}
         many = f" with {workers} workers" if workers > 1 else ""

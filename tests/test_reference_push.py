@@ -1,0 +1,154 @@
+"""Push fan-out on PostgreSQL (reference_impl/streaming/push.py): two real server processes on one
+real database; a client on the server that does not run the task gets its events as they are
+logged, woken by LISTEN/NOTIFY, where polling alone would keep it waiting for half a minute.
+
+Needs the PostgreSQL server of STREAMSPEC_PG_URL (default: the local one); `tox -e verify-http`
+runs these tests (marker ``postgres``), and fails with the reason when the server cannot be reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import pytest
+from httpx_sse import aconnect_sse
+
+from tests.http_server import REPO_ROOT, SSEReader, manage_command, server_env, start_server, stop_server
+
+pytestmark = [pytest.mark.postgres, pytest.mark.http]
+
+PG_URL = os.environ.get("STREAMSPEC_PG_URL", "postgres://postgres@127.0.0.1:5432/streamspec_push")
+SLOW_POLL = "30"
+"""The relays' poll interval on these servers: longer than any bound below, so only a push can
+deliver in time."""
+BOUND = 10.0
+
+
+def _ensure_database(url: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    try:
+        with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True,
+                             connect_timeout=5) as conn:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at {parts.hostname}:{parts.port or 5432} (STREAMSPEC_PG_URL) is not "
+                    f"reachable: {exc}", pytrace=False)
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {"DATABASE_URL": PG_URL, "DJANGO_SECRET_KEY": "push-tests", **extra}
+
+
+@pytest.fixture(scope="module")
+def migrated() -> None:
+    _ensure_database(PG_URL)
+    done = subprocess.run(manage_command("migrate", "-v", "0"), cwd=REPO_ROOT, env=server_env(_env()),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def _new_task() -> tuple[int, str]:
+    """A SignalTask row on the database, and its signed stream path."""
+    script = ("from reference_impl.example.models import SignalTask; t = SignalTask.objects.create(); "
+              "print(t.pk, t.stream_url())")
+    done = subprocess.run(manage_command("shell", "-v", "0", "-c", script), cwd=REPO_ROOT,
+                          env=server_env(_env()), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    pk, path = done.stdout.split()
+    return int(pk), path
+
+
+def _release(pk: int) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute("UPDATE example_signaltask SET released = true WHERE id = %s", (pk,))
+
+
+@pytest.fixture
+def two_servers(migrated: None, request: pytest.FixtureRequest) -> Iterator[tuple]:
+    push = request.param
+    env = _env(STREAMING_POLL_SECONDS=SLOW_POLL, STREAMING_PUSH=push)
+    servers = [start_server(env), start_server(env)]
+    try:
+        yield servers
+    finally:
+        for server in servers:
+            stop_server(server)
+
+
+async def _relayed(servers: tuple, wait: float) -> tuple[list[str], list[str]]:
+    """A task started on the first server with a client there, a second client on the other server,
+    the task released: the events each client had within `wait` seconds of the release."""
+    owner, other = servers
+    pk, path = _new_task()
+    async with httpx.AsyncClient(base_url=owner.base_url, timeout=BOUND) as a, \
+            httpx.AsyncClient(base_url=other.base_url, timeout=BOUND) as b, \
+            aconnect_sse(a, "GET", path) as first, aconnect_sse(b, "GET", path) as second:
+        readers = SSEReader(first), SSEReader(second)
+        assert (await readers[0].next()).event == "start"  # it runs on the first server
+        assert (await readers[1].next()).event == "start"  # the other relays the logged event
+        _release(pk)
+        seen: tuple[list[str], list[str]] = ([], [])
+
+        async def read(i: int) -> None:
+            while "complete" not in seen[i]:
+                seen[i].append((await readers[i].next()).event)
+
+        await asyncio.wait([asyncio.ensure_future(read(i)) for i in (0, 1)], timeout=wait)
+    return seen
+
+
+@pytest.mark.parametrize("two_servers", ["1"], indirect=True)
+async def test_a_client_on_another_server_gets_each_event_as_it_is_logged(two_servers) -> None:
+    here, there = await _relayed(two_servers, BOUND)
+    assert here == ["released", "complete"]
+    assert there == ["released", "complete"], "the relay was not woken: only its 30 s poll would deliver"
+
+
+@pytest.mark.parametrize("two_servers", ["0"], indirect=True)
+async def test_without_push_the_same_client_waits_for_the_poll(two_servers) -> None:
+    # The control: the same servers polling only. Within 3 s of the release the owner's client has
+    # everything and the other server's has nothing yet (its relay sleeps 30 s between reads).
+    here, there = await _relayed(two_servers, 3.0)
+    assert here == ["released", "complete"] and there == []
+
+
+def test_the_listener_reconnects_and_wakes_its_relays_to_read_what_they_missed(migrated) -> None:
+    # A notification missed while the listening connection was down is made up for: on reconnecting
+    # the listener wakes every relay it has, which reads the log.
+    code = (
+        "import asyncio, django; django.setup()\n"
+        "import psycopg\n"
+        "from reference_impl.streaming import push\n"
+        "async def main():\n"
+        "    listener = push.listener()\n"
+        "    listener.watch('example.signaltask:1')\n"
+        "    for _ in range(100):\n"
+        "        if listener.connected: break\n"
+        "        await asyncio.sleep(0.05)\n"
+        "    assert listener.connected\n"
+        "    before = listener.generation('example.signaltask:1')\n"
+        f"    with psycopg.connect({PG_URL!r}, autocommit=True) as admin:\n"
+        "        admin.execute(\"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = "
+        "'LISTEN streaming_events'\")\n"
+        "    await asyncio.wait_for(listener.wait('example.signaltask:1', before, 30), 10)\n"
+        "    print('woken', listener.generation('example.signaltask:1') > before)\n"
+        "    await push.close()\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=server_env(_env()),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "woken True", done.stdout
