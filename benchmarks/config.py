@@ -65,6 +65,12 @@ class Sizes:
     """Seconds the task waits before its first event in the time-to-headers benchmark."""
     headers_rounds: int
     harness_scenarios: int
+    workers_clients: int
+    """SSE clients of the several-servers benchmarks (half on each server in the latency one)."""
+    workers_events: int
+    """Events per latency round (ten times as many per throughput round)."""
+    workers_pause: float
+    """Seconds between two events of the latency round's task."""
 
 
 def sizes() -> Sizes:
@@ -93,6 +99,9 @@ def sizes() -> Sizes:
         headers_delay=_float("BENCH_HEADERS_DELAY", 1.0, 0.5),
         headers_rounds=_int("BENCH_HEADERS_ROUNDS", 5, 3),
         harness_scenarios=_int("BENCH_HARNESS_SCENARIOS", 50, 20),
+        workers_clients=_int("BENCH_WORKERS_CLIENTS", 100, 100),
+        workers_events=_int("BENCH_WORKERS_EVENTS", 100, 40),
+        workers_pause=_float("BENCH_WORKERS_PAUSE", 0.02, 0.02),
     )
 
 

@@ -57,8 +57,10 @@ class Server:
         return self.output.read().decode(errors="replace")
 
 
-def start_server(sut: str) -> Server:
-    """``python -m django runserver_stream`` with the benchmark settings, on a free port."""
+def start_server(sut: str, args: tuple[str, ...] = (), settings_json: str | None = None) -> Server:
+    """``python -m django runserver_stream`` with the benchmark settings, on a free port; `args`
+    for the command (``--workers 2``), `settings_json` for BENCH_DJANGO_SETTINGS (the run's own by
+    default)."""
     port = free_port()
     from django.conf import settings
 
@@ -70,9 +72,11 @@ def start_server(sut: str) -> Server:
         "STREAMING_KEEPALIVE_SECONDS": str(KEEPALIVE_SECONDS),
         "PYTHONUNBUFFERED": "1",
     })
+    if settings_json is not None:
+        env["BENCH_DJANGO_SETTINGS"] = settings_json
     command = [sys.executable, "-m", "django", "runserver_stream", "--host", HOST, "--port", str(port)]
     if sut == "reference":
-        command += ["--log-level", "warning"]  # upstream's command has no such option
+        command += ["--log-level", "warning", *args]  # upstream's command has no such options
     output = tempfile.TemporaryFile()
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
     server = Server(process, output, port)

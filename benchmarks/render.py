@@ -198,6 +198,13 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
         at_once = headers["value"] is not None and headers["value"] < 0.1 * delay_ms and keepalives > 0
         rows.append((f"response headers at once (first event after {delay_ms:.0f} ms), with keep-alives",
                      f"{fmt(headers['value'])} ms, {keepalives:g} keep-alives", at_once))
+    push = results["figures"].get("workers/latency-p99/other-worker", {}).get("reference-push")
+    if push is not None:
+        poll = results["figures"]["workers/latency-p99/other-worker"].get("reference-poll")
+        clients = push.get("extra", {}).get("clients", "?")
+        rows.append((f"cross-worker delivery latency p99 ≤ 20 ms, {clients} clients over 2 workers (push)",
+                     f"{fmt(push['value'])} ms (polling: {fmt(poll['value']) if poll else '—'} ms)",
+                     push["value"] is not None and push["value"] <= 20))
     harness = value(results, "harness/scenarios", REF)
     rows.append(("harness ≥ 200 in-process scenarios/s (reference)", fmt(harness), _ge(harness, 200)))
     return rows
@@ -347,7 +354,10 @@ def markdown(results: dict[str, Any], previous: dict[str, Any] | None, plot: str
               "clients attached; `lookup/hot|cold` one `get_task_instance`; `memory/idle-client` bytes per "
               "idle in-process client (queue + consumer + registration), `memory/registration` the part "
               "added by `add_client`, `memory/stuck-client` bytes still held after a client that never "
-              "reads saw the events; `http/*` real `runserver_stream` processes; `harness/scenarios` "
+              "reads saw the events; `http/*` real `runserver_stream` processes; `workers/*` several "
+              "server processes on one PostgreSQL database (latency from before `send_event` to a "
+              "client on the task's own server or on another; deliveries/s with --workers N); "
+              "`harness/scenarios` "
               "The contender `reference-native` is the reference with its own "
               "client type (`Subscription`, a position in the task's shared ring of events) instead of "
               "asyncio.Queue clients; targets judge each implementation by its better client. "

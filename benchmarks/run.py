@@ -33,7 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-GROUPS = ("fanout", "latejoin", "lookup", "memory", "harness", "http")
+GROUPS = ("fanout", "latejoin", "lookup", "memory", "harness", "http", "workers")
+SINGLE_PROCESS_GROUPS = GROUPS[:-1]
+"""What upstream is measured in: it runs a task once per process and relays nothing to another."""
+PG_URL = "postgres://postgres@127.0.0.1:5432/streamspec_bench"
+"""The workers group's database unless STREAMSPEC_PG_URL says otherwise (created if missing)."""
 UPSTREAM_DIST = "django-streaming-coordinator"
 DEFAULT_VARIANTS = {
     # The reference without its database event log (one process only): what the log costs.
@@ -97,7 +101,7 @@ def contenders(args: argparse.Namespace) -> list[Contender]:
                 f"{UPSTREAM_DIST} is not installed for the upstream interpreter: install it "
                 f"(pip install {UPSTREAM_DIST}==0.2.1), pass --upstream-python, or use --no-upstream"
             )
-        found.append(Contender("upstream", "upstream", python))
+        found.append(Contender("upstream", "upstream", python, groups=SINGLE_PROCESS_GROUPS))
     if not args.no_variants:
         for label, settings in DEFAULT_VARIANTS.items():
             found.append(Contender(label, "reference", args.reference_python, settings=settings,
@@ -116,6 +120,14 @@ def run_one(contender: Contender, group: str, raw_dir: Path, log_dir: Path, extr
     ]
     run_env = dict(env)
     run_env["BENCH_LABEL"] = contender.label
+    if group == "workers":  # several server processes share a PostgreSQL database
+        url = env.get("STREAMSPEC_PG_URL", PG_URL)
+        made = subprocess.run([contender.python, str(REPO_ROOT / ".ci" / "ensure_postgres.py"), url],
+                              capture_output=True, text=True)
+        if made.returncode != 0:
+            print(f"  {contender.label:<18} {group + suffix:<15} not run: {made.stderr.strip()}", flush=True)
+            return made.returncode
+        run_env["DATABASE_URL"] = url
     if contender.settings:
         run_env["BENCH_DJANGO_SETTINGS"] = json.dumps(contender.settings)
     started = time.monotonic()

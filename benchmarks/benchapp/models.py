@@ -11,7 +11,9 @@ Two modes:
 - ``stream``: process() waits until `clients` clients are attached (bounded by `wait_seconds`),
   sleeps `first_delay`, sends ``start`` (carrying ``t0``, this process's ``time.monotonic()``),
   `events` ``progress`` events of `payload` bytes each, yielding to the loop after every `burst`
-  of them, and ``complete``. The HTTP benchmarks use it in a real server process.
+  of them, and ``complete``. The HTTP benchmarks use it in a real server process;
+- ``pace``: like ``stream``, but each ``progress`` event carries ``t``, the wall-clock time just
+  before it is sent, and the task sleeps `pause` seconds after each (latency across processes).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from django.utils.module_loading import import_string
 
 StreamTaskBase = import_string(settings.STREAMSPEC_TASK_BASE)
 
-PARK, STREAM = "park", "stream"
+PARK, STREAM, PACE = "park", "stream", "pace"
 POLL_SECONDS = 0.005
 
 
@@ -38,6 +40,7 @@ class BenchTask(StreamTaskBase):
     payload = models.IntegerField(default=0)
     first_delay = models.FloatField(default=0.0)
     wait_seconds = models.FloatField(default=30.0)
+    pause = models.FloatField(default=0.0)
 
     _released: ClassVar[dict[Any, asyncio.Event]] = {}
 
@@ -68,6 +71,10 @@ class BenchTask(StreamTaskBase):
         burst = max(1, self.burst)
         await self.send_event("start", {"t0": time.monotonic(), "clients": len(self._clients)})
         for i in range(self.events):
+            if self.mode == PACE:
+                await self.send_event("progress", {"i": i, "t": time.time()})
+                await asyncio.sleep(self.pause)
+                continue
             await self.send_event("progress", {"i": i, "pad": pad})
             if (i + 1) % burst == 0:
                 await asyncio.sleep(0)
