@@ -1,6 +1,10 @@
-"""Push fan-out on PostgreSQL (reference_impl/streaming/push.py): two real server processes on one
-real database; a client on the server that does not run the task gets its events as they are
-logged, woken by LISTEN/NOTIFY, where polling alone would keep it waiting for half a minute.
+"""Several servers on one PostgreSQL database, real processes and real clients:
+
+- push fan-out (reference_impl/streaming/push.py): a client on the server that does not run the
+  task gets its events as they are logged, woken by LISTEN/NOTIFY, where polling alone would keep
+  it waiting for half a minute; the listener makes up for what it missed while disconnected;
+- a deploy: SIGTERM to the server running a task with 100 streams open; the other server resumes
+  the task at once and every client, reconnected with Last-Event-ID, has every event once.
 
 Needs the PostgreSQL server of STREAMSPEC_PG_URL (default: the local one); `tox -e verify-http`
 runs these tests (marker ``postgres``), and fails with the reason when the server cannot be reached.
@@ -10,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
@@ -152,3 +158,82 @@ def test_the_listener_reconnects_and_wakes_its_relays_to_read_what_they_missed(m
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "woken True", done.stdout
+
+
+CLIENTS = 100
+
+
+async def _follow(client: httpx.AsyncClient, urls: list[str], path: str, reading: list[None]) -> list[tuple]:
+    """One browser tab: reads `path` on the first server; when its stream ends without the terminal
+    event (the server was told to stop), reconnects to the next server with Last-Event-ID, as
+    EventSource does. Every (id, event) it read, in order. Notes in `reading` its first event."""
+    seen: list[tuple] = []
+    for base in urls:
+        headers = {"Last-Event-ID": str(seen[-1][0])} if seen else {}
+        async with aconnect_sse(client, "GET", base + path, headers=headers) as source:
+            async for sse in source.aiter_sse():
+                if not sse.data:
+                    continue  # a retry hint, or an id echoed after a comment: nothing to show
+                seen.append((int(sse.id), sse.event))
+                if len(seen) == 1:
+                    reading.append(None)
+                if sse.event == "complete":
+                    return seen
+    return seen
+
+
+async def test_sigterm_with_100_open_streams_hands_the_task_to_another_server(migrated) -> None:
+    # A deploy: the server running a task with 100 streams open gets SIGTERM. It ends every stream
+    # at once with a retry hint, logs no traceback, releases its claim and exits; the clients come
+    # back with Last-Event-ID to the other server, which resumes the task without waiting out the
+    # lease (30 s here), and every client has each event once, the end included.
+    env = _env(STREAMING_LEASE_SECONDS="30", STREAMING_RETRY_AFTER_SECONDS="1")
+    owner, heir = start_server(env), start_server(env)
+    try:
+        pk, path = _new_task()
+        reading: list[None] = []
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
+        async with httpx.AsyncClient(timeout=BOUND, limits=limits) as client:
+            servers = [owner.base_url, heir.base_url]
+            tabs = [asyncio.ensure_future(_follow(client, servers, path, reading))
+                    for _ in range(CLIENTS)]
+            async with asyncio.timeout(BOUND):
+                while len(reading) < CLIENTS:
+                    await asyncio.sleep(0.05)
+            first_owner = (await _row(pk))["owner"]
+            assert first_owner, "the task is not running on its first server"
+            began = time.monotonic()
+            owner.process.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(BOUND):
+                while owner.process.poll() is None:
+                    await asyncio.sleep(0.02)
+            exited = time.monotonic() - began
+            async with asyncio.timeout(BOUND):
+                while (await _row(pk))["owner"] in ("", first_owner):
+                    await asyncio.sleep(0.02)
+            resumed = time.monotonic() - began
+            _release(pk)
+            async with asyncio.timeout(BOUND):
+                seen = await asyncio.gather(*tabs)
+        print(f"SIGTERM with {CLIENTS} streams: exited in {exited:.2f} s, task resumed elsewhere "
+              f"{resumed:.2f} s after the signal")
+        output = owner.read_output()
+    finally:
+        stop_server(owner)
+        stop_server(heir)
+    assert "Traceback" not in output and "ERROR" not in output, output
+    assert owner.process.returncode in (0, -signal.SIGTERM)
+    for tab in seen:
+        ids = [event_id for event_id, _ in tab]
+        assert ids == list(range(1, len(ids) + 1)), tab  # nothing twice, nothing missing
+        assert tab[-1][1] == "complete" and [e for _, e in tab].count("start") == 2, tab
+
+
+async def _row(pk: int) -> dict:
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(PG_URL, autocommit=True) as conn:
+        cursor = await conn.execute("SELECT status, owner FROM example_signaltask WHERE id = %s", (pk,))
+        status, owner = await cursor.fetchone()
+    return {"status": status, "owner": owner}
+
