@@ -25,8 +25,6 @@ from .models import StreamTask, TaskStatus
 _ID = re.compile(r"[0-9]{1,19}")
 _MAX_ID = 2**63 - 1  # the largest BigAutoField value; a larger id cannot name a row
 
-QUIET_SECONDS = 1.0
-"""A stream that wrote nothing for this long writes its next event without waiting to batch it."""
 
 # W1: what an EventSource needs to read the body at all, and no cache or proxy holding it back.
 SSE_HEADERS = {
@@ -322,11 +320,12 @@ class EventStream:
             if (batch and event is not None
                     and event["type"] not in TERMINAL_TYPES and event["type"] != OVERFLOW):
                 now = loop.time()
-                if now - written < QUIET_SECONDS:
-                    # A busy stream holds the event back a little so that the events sent meanwhile
-                    # go out in the same write: a write costs the server as much as encoding many
-                    # events, and with many clients the writes, not the task, set the pace. The
-                    # first event after a quiet spell goes out at once.
+                if now - written < batch:
+                    # A busy stream (it wrote less than one batch interval ago) holds the event
+                    # back a little so that the events sent meanwhile go out in the same write: a
+                    # write costs the server as much as encoding many events, and with many clients
+                    # the writes, not the task, set the pace. Events further apart than that gain
+                    # nothing from waiting: each goes out at once (a paced task's latency).
                     await (more(now + batch) if more is not None else asyncio.sleep(batch))
             frames: list[bytes] = []
             while True:
