@@ -65,6 +65,10 @@ class Sizes:
     """Seconds the task waits before its first event in the time-to-headers benchmark."""
     headers_rounds: int
     harness_scenarios: int
+    idle_connections: int
+    """Idle SSE connections held open to measure the server's memory per connection."""
+    idle_settle: float
+    """Seconds the server gets to take every idle connection in before its memory is read."""
     workers_clients: int
     """SSE clients of the several-servers benchmarks (half on each server in the latency one)."""
     workers_events: int
@@ -99,6 +103,8 @@ def sizes() -> Sizes:
         headers_delay=_float("BENCH_HEADERS_DELAY", 1.0, 0.5),
         headers_rounds=_int("BENCH_HEADERS_ROUNDS", 5, 3),
         harness_scenarios=_int("BENCH_HARNESS_SCENARIOS", 50, 20),
+        idle_connections=_int("BENCH_IDLE_CONNECTIONS", 1000, 500),
+        idle_settle=_float("BENCH_IDLE_SETTLE", 2.0, 2.0),
         workers_clients=_int("BENCH_WORKERS_CLIENTS", 100, 100),
         workers_events=_int("BENCH_WORKERS_EVENTS", 100, 40),
         workers_pause=_float("BENCH_WORKERS_PAUSE", 0.02, 0.02),

@@ -88,6 +88,22 @@ def start_server(sut: str, args: tuple[str, ...] = (), settings_json: str | None
     return server
 
 
+def start_floor() -> Server:
+    """uvicorn serving `benchmarks.floor_app` (the raw baseline of the memory benchmark)."""
+    port = free_port()
+    output = tempfile.TemporaryFile()
+    command = [sys.executable, "-m", "uvicorn", "benchmarks.floor_app:app", "--host", HOST,
+               "--port", str(port), "--log-level", "warning"]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=output, stderr=subprocess.STDOUT)
+    server = Server(process, output, port)
+    try:
+        _wait_healthy(server)
+    except BaseException:
+        stop_server(server)
+        raise
+    return server
+
+
 def _wait_healthy(server: Server) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:

@@ -205,6 +205,16 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
         rows.append((f"cross-worker delivery latency p99 ≤ 20 ms, {clients} clients over 2 workers (push)",
                      f"{fmt(push['value'])} ms (polling: {fmt(poll['value']) if poll else '—'} ms)",
                      push["value"] is not None and push["value"] <= 20))
+    idle = sorted(k for k in results["figures"] if k.startswith("http/memory-idle/"))
+    if idle:
+        key = idle[-1]
+        ref, up, raw = (value(results, key, who) for who in (REF, UP, RAW))
+        mem = ratio(ref, up)
+        above = ratio(None if ref is None or raw is None else ref - raw,
+                      None if up is None or raw is None else up - raw)
+        rows.append((f"memory per idle SSE connection (server RSS, {key.rsplit('/', 1)[1]} connections) "
+                     "≤ 1/3 of upstream's", f"{fmt_ratio(mem)}; above uvicorn's floor (raw): "
+                     f"{fmt_ratio(above)}", None if mem is None else mem <= 1 / 3))
     harness = value(results, "harness/scenarios", REF)
     rows.append(("harness ≥ 200 in-process scenarios/s (reference)", fmt(harness), _ge(harness, 200)))
     return rows

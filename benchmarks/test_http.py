@@ -9,6 +9,10 @@ free loopback port, the SSE clients in this process (see http_client.py).
   and deliveries per CPU-second of the server process (steadier than wall time on a shared machine).
 - time to response headers for a task whose first event comes `headers_delay` seconds later
   (median of the rounds), and the keep-alive comments received before that first event.
+- memory per idle SSE connection: `idle_connections` connections held open to a parked task; the
+  growth of the server process's resident memory (VmRSS: everything the process holds for them,
+  its event loop's transports, the framework's request objects and the implementation's queues),
+  per connection.
 """
 
 from __future__ import annotations
@@ -18,10 +22,10 @@ import statistics
 
 import pytest
 
-from benchmarks.benchapp.models import STREAM, BenchTask
+from benchmarks.benchapp.models import PARK, STREAM, BenchTask
 from benchmarks.config import sizes
 from benchmarks.figures import CPU, HIGHER, LOWER, WALL, Timed, record
-from benchmarks.http_client import cpu_seconds, start_server, stop_server, stream
+from benchmarks.http_client import cpu_seconds, start_floor, start_server, stop_server, stream
 from benchmarks.inproc import APP, MODEL
 from harness.adapters import stream_path_of
 
@@ -101,3 +105,62 @@ def test_http_time_to_headers(benchmark, aloop, server, sut_adapter, sut_label):
     record(benchmark, "http/headers", sut_label, statistics.median(r["headers"] for r in measured) * 1e3,
            "ms", LOWER, clock=WALL, first_event_delay_s=SIZES.headers_delay,
            keepalives_before_first_event=statistics.median(r["keepalives"] for r in measured))
+
+
+def rss_bytes(pid: int) -> int | None:
+    """The resident memory of a process (VmRSS), from /proc; None where there is no /proc."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+async def _idle_round(server, adapter, clients: int) -> float | None:
+    """`clients` SSE connections to one parked task (it sends nothing), held open: the growth of
+    the server process's resident memory per connection."""
+    task = await BenchTask.objects.acreate(mode=PARK)
+    path = stream_path_of(adapter, APP, MODEL, task.pk)
+    await asyncio.sleep(0.5)
+    before = rss_bytes(server.process.pid)
+    request = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nAccept: text/event-stream\r\n"
+               "Connection: close\r\n\r\n").encode()
+    writers = []
+    try:
+        for _ in range(clients):
+            _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(request)
+            writers.append(writer)
+        # The reference answers each head at once, upstream only with a first event that never
+        # comes: give both the same time to take every request in.
+        await asyncio.sleep(SIZES.idle_settle)
+        after = rss_bytes(server.process.pid)
+    finally:
+        for writer in writers:
+            writer.close()
+        await asyncio.sleep(0.5)
+    return None if before is None or after is None else (after - before) / clients
+
+
+@pytest.mark.parametrize("contender", ["sut", "raw"], indirect=True)
+def test_http_memory_per_idle_connection(benchmark, aloop, sut_adapter, contender):
+    # A server of its own: the memory a process once grew to stays its resident size (freed
+    # blocks are reused, not returned), so a server that served other benchmarks would show
+    # nothing. A few connections first load the code every connection runs; then one round.
+    # Raw: uvicorn with the least SSE app (floor_app.py), the floor under both implementations.
+    benchmark.group = "http-memory"
+    clients = SIZES.idle_connections
+    server = start_floor() if contender == "raw" else start_server(sut_adapter.name)
+    rounds: list[float | None] = []
+    try:
+        aloop.run_until_complete(_idle_round(server, sut_adapter, 20))
+        timed = Timed(lambda: rounds.append(
+            aloop.run_until_complete(_idle_round(server, sut_adapter, clients))))
+        benchmark.pedantic(timed, rounds=1, iterations=1)
+    finally:
+        stop_server(server)
+    if rounds[0] is not None:
+        record(benchmark, f"http/memory-idle/{clients}", contender, rounds[0], "B", LOWER, clients=clients)
