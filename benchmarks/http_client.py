@@ -77,24 +77,21 @@ def start_server(sut: str, args: tuple[str, ...] = (), settings_json: str | None
     command = [sys.executable, "-m", "django", "runserver_stream", "--host", HOST, "--port", str(port)]
     if sut == "reference":
         command += ["--log-level", "warning", *args]  # upstream's command has no such options
-    output = tempfile.TemporaryFile()
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
-    server = Server(process, output, port)
-    try:
-        _wait_healthy(server)
-    except BaseException:
-        stop_server(server)
-        raise
-    return server
+    return _launch(command, port, env)
 
 
 def start_floor() -> Server:
     """uvicorn serving `benchmarks.floor_app` (the raw baseline of the memory benchmark)."""
     port = free_port()
-    output = tempfile.TemporaryFile()
     command = [sys.executable, "-m", "uvicorn", "benchmarks.floor_app:app", "--host", HOST,
                "--port", str(port), "--log-level", "warning"]
-    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=output, stderr=subprocess.STDOUT)
+    return _launch(command, port, dict(os.environ))
+
+
+def _launch(command: list[str], port: int, env: dict[str, str]) -> Server:
+    """Start a server and wait for its /health; stopped again if it does not answer."""
+    output = tempfile.TemporaryFile()
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
     server = Server(process, output, port)
     try:
         _wait_healthy(server)

@@ -434,6 +434,14 @@ def _cell(items: Iterable[str]) -> str:
     return "<br>".join(lines) or "—"
 
 
+def _row(e: ClauseEntry) -> str:
+    """A table row of `e` up to its tests (the S table adds the mutants)."""
+    name = f"[{e.id} {e.title}](#{e.anchor})" if e.anchor else e.id
+    checker = f"`{e.checker}`" if e.checker else "—"
+    return (f"| {name} | {e.level or '—'} | {checker} | {_cell(e.families)} | {_cell(e.reference)} "
+            f"| {_cell([*e.reference_tests, *e.checker_tests])} |")
+
+
 def render(entries: Sequence[ClauseEntry], wire: Sequence[ClauseEntry] = ()) -> str:
     """Everything SPEC.md holds between the clause index's GENERATED markers: the S clauses'
     table, and the wire clauses' (`collect_wire`) if any."""
@@ -442,14 +450,7 @@ def render(entries: Sequence[ClauseEntry], wire: Sequence[ClauseEntry] = ()) -> 
         "| Tests (`tests/`) | Mutants (`tests/mutants.py`) |",
         "|---|---|---|---|---|---|---|",
     ]
-    for e in entries:
-        name = f"[{e.id} {e.title}](#{e.anchor})" if e.anchor else e.id
-        checker = f"`{e.checker}`" if e.checker else "—"
-        tests = _cell([*e.reference_tests, *e.checker_tests])
-        rows.append(
-            f"| {name} | {e.level or '—'} | {checker} | {_cell(e.families)} | {_cell(e.reference)} "
-            f"| {tests} | {_cell(e.mutants)} |"
-        )
+    rows += [f"{_row(e)} {_cell(e.mutants)} |" for e in entries]
     gaps = missing([*entries, *wire])
     intro = (
         "Where each clause's pieces are, generated from the code: the checker registry, "
@@ -464,11 +465,7 @@ def render(entries: Sequence[ClauseEntry], wire: Sequence[ClauseEntry] = ()) -> 
             "(`reference_impl/streaming/`) | Tests (`tests/`) |",
             "|---|---|---|---|---|---|",
         ]
-        for e in wire:
-            name = f"[{e.id} {e.title}](#{e.anchor})" if e.anchor else e.id
-            checker = f"`{e.checker}`" if e.checker else "—"
-            wire_rows.append(f"| {name} | {e.level or '—'} | {checker} | {_cell(e.families)} | "
-                             f"{_cell(e.reference)} | {_cell([*e.reference_tests, *e.checker_tests])} |")
+        wire_rows += [_row(e) for e in wire]
         parts += ["### Wire clauses", "Judged by `--mode http` only; the mutant matrix runs in-process, "
                   "so they have no mutants.", "\n".join(wire_rows)]
     if gaps:
