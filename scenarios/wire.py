@@ -63,15 +63,25 @@ STEP_PAUSE = 0.05
 """Seconds between two steps (the standalone scripts pause alike)."""
 REPRODUCTIONS = 3
 """Re-runs of each shrunk failure, for its reproduction rate."""
-OBSERVED = {
-    "a kill -9 and a restart": lambda ops: _after(ops, "attach", "crash") and _after(ops, "crash", "attach"),
-    "a SIGTERM with streams open": lambda ops: _after(ops, "attach", "shutdown"),
-    "a client that leaves or drops": lambda ops: "detach" in ops or "reconnect" in ops,
+OBSERVED: dict[str, Callable[[list[dict[str, Any]]], bool]] = {
+    "a kill -9 and a restart": lambda p: _after(p, "attach", "crash") and _after(p, "crash", "attach"),
+    "a SIGTERM with streams open": lambda p: _after(p, "attach", "shutdown"),
+    "a client that leaves or drops": lambda p: bool(_ops(p) & {"detach", "reconnect"}),
+    "two servers with clients on each": lambda p: _attached_on(p) == {0, 1},
 }
-"""Kinds of fault whose effect on clients every report shows (by the program's operations)."""
+"""Situations whose effect on clients every report shows, by the program (its steps)."""
 
 
-def _after(ops: list[str], first: str, then: str) -> bool:
+def _attached_on(program: list[dict[str, Any]]) -> set[int]:
+    return {step["process"] for step in program[1:] if step["op"] == "attach"}
+
+
+def _ops(program: list[dict[str, Any]]) -> set[str]:
+    return {step["op"] for step in program[1:]}
+
+
+def _after(program: list[dict[str, Any]], first: str, then: str) -> bool:
+    ops = [step["op"] for step in program[1:]]
     return first in ops and then in ops[ops.index(first):]
 
 
@@ -271,9 +281,8 @@ class _WireSearch:
             if str(r.verdict) == "fail" and (self.wanted is None or r.clause in self.wanted):
                 failed.append(r.clause)
                 self.seen.setdefault(r.clause, (found, result.examples))
-        ops = [step["op"] for step in program[1:]]
         for kind, shows in OBSERVED.items():
-            if kind not in result.observations and shows(ops):
+            if kind not in result.observations and shows(program):
                 result.observations[kind] = (program, found[1])
         if self.progress is not None:
             self.progress(f"example {result.examples}: {len(program) - 1} steps, "

@@ -166,7 +166,7 @@ def _summary_md(summary: dict[str, Any]) -> str:
 
 
 def _observations_md(observations: dict[str, Any]) -> str:
-    """What clients saw in the first example of each kind of fault, whatever the verdicts."""
+    """What clients saw in the first example of each situation of `OBSERVED`, whatever the verdicts."""
     if not observations:
         return ""
     lines = ["", "## What clients saw", ""]
