@@ -490,10 +490,10 @@ def test_runserver_stream_rejects_bad_arguments_and_settings(tmp_path: Path) -> 
          "--workers must be a number from 1 to 64, got '0'"),
         (["--port", str(free_port()), "--workers", "two"], {},
          "--workers must be a number from 1 to 64, got 'two'"),
-        (["--port", str(free_port())], {"DATABASE_URL": f"postgres://nobody@127.0.0.1:{free_port()}/nothing"},
-         "cannot use the database postgresql 127.0.0.1: connection failed"),
+        (["--port", str(free_port())], {"DATABASE_URL": "sqlite:////nonexistent-dir-for-streamspec/db.sqlite3"},
+         "cannot use the database sqlite3 /nonexistent-dir-for-streamspec/db.sqlite3: unable to open"),
         (["--port", str(free_port())], {"DATABASE_URL": f"sqlite:///{tmp_path}/never-migrated.sqlite3"},
-         f"cannot use the database sqlite {tmp_path}/never-migrated.sqlite3: no such table"),
+         f"cannot use the database sqlite3 {tmp_path}/never-migrated.sqlite3: no such table"),
     ]
     processes = [_spawn("runserver_stream", *args, env=env) for args, env, _ in cases]
     for (returncode, output), (args, env, message) in zip(_finish(processes), cases, strict=True):

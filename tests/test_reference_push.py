@@ -25,7 +25,15 @@ import httpx
 import pytest
 from httpx_sse import aconnect_sse
 
-from tests.http_server import REPO_ROOT, SSEReader, manage_command, server_env, start_server, stop_server
+from tests.http_server import (
+    REPO_ROOT,
+    SSEReader,
+    free_port,
+    manage_command,
+    server_env,
+    start_server,
+    stop_server,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.http]
 
@@ -158,6 +166,15 @@ def test_the_listener_reconnects_and_wakes_its_relays_to_read_what_they_missed(m
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "woken True", done.stdout
+
+
+def test_a_server_whose_postgresql_cannot_be_reached_stops_at_once_with_the_reason() -> None:
+    url = f"postgres://nobody@127.0.0.1:{free_port()}/nothing"  # a port nothing listens on
+    done = subprocess.run(manage_command("runserver_stream", "--port", str(free_port())), cwd=REPO_ROOT,
+                          env=server_env({"DATABASE_URL": url}), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert "CommandError: cannot use the database postgresql 127.0.0.1: connection failed" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 CLIENTS = 100

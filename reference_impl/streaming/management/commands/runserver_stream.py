@@ -39,19 +39,55 @@ def _reach_the_database() -> None:
 
     from reference_impl.streaming.models import StreamEvent
 
-    connection = connections["default"]
-    table = connection.ops.quote_name(StreamEvent._meta.db_table)
+    settings_dict = connections.settings["default"]
+    engine = settings_dict["ENGINE"].rsplit(".", 1)[-1]
+    where = f"{engine} {settings_dict.get('HOST') or settings_dict.get('NAME')}"
+    connection = None
     try:
+        connection = connections["default"]  # its driver is imported here, and may be missing
+        table = connection.ops.quote_name(StreamEvent._meta.db_table)
         connection.ensure_connection()
         with connection.cursor() as cursor:  # the tables exist: `migrate` was run
             cursor.execute(f"SELECT 1 FROM {table} WHERE 1 = 0")
-    except DatabaseError as exc:
-        where = connection.settings_dict.get("HOST") or connection.settings_dict.get("NAME")
+    except (DatabaseError, ImproperlyConfigured) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise CommandError(f"cannot use the database {connection.vendor} {where}: {reason} "
-                           "(is it running, and was `migrate` run?)") from None
+        raise CommandError(f"cannot use the database {where}: {reason} "
+                           "(is it running, is its driver installed, and was `migrate` run?)") from None
     finally:
-        connection.close()
+        if connection is not None:
+            connection.close()
+
+
+def _supervise(config: uvicorn.Config, workers: int) -> None:
+    """Bind the socket once, here, and run `workers` worker processes on it, each a
+    `StreamingServer`; SIGTERM or SIGINT here is passed on to every worker (which ends its own
+    streams), and this process waits for them. Not uvicorn's own supervisor: from 0.3x on it builds
+    its workers' servers itself, and a worker must be a StreamingServer to end its streams."""
+    import signal
+    import threading
+
+    from uvicorn._subprocess import get_subprocess
+
+    sock = config.bind_socket()
+    processes = [get_subprocess(config, target=StreamingServer(config).run, sockets=[sock])
+                 for _ in range(workers)]
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    for process in processes:
+        process.start()
+    try:
+        while not stop.is_set() and any(p.is_alive() for p in processes):
+            stop.wait(0.1)
+    finally:
+        for process in processes:
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGTERM)
+        for process in processes:
+            process.join(10)
+            if process.is_alive():  # past uvicorn's own graceful bound: nothing more to wait for
+                process.kill()
+        sock.close()
 
 
 class StreamingServer(uvicorn.Server):
@@ -110,9 +146,4 @@ class Command(BaseCommand):
         if workers == 1:
             StreamingServer(uvicorn.Config(app, **where, **common)).run()
             return
-        # uvicorn's supervisor: the socket is bound once, here, and handed to each worker; SIGTERM
-        # to the supervisor reaches every worker, which ends its streams (StreamingServer).
-        from uvicorn.supervisors import Multiprocess
-
-        config = uvicorn.Config(APP, **where, **common)
-        Multiprocess(config, target=StreamingServer(config).run, sockets=[config.bind_socket()]).run()
+        _supervise(uvicorn.Config(APP, **where, **common), workers)
