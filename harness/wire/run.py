@@ -40,6 +40,7 @@ from harness.spec import HEAD_BOUND, LEAVE_BOUND
 from harness.wire.clients import JUDGED_HEADERS, WireClient
 from harness.wire.control import ControlServer
 from harness.wire.servers import SHUTDOWN_BOUND, Server
+from harness.wire.steps import HOSTILE_HEADERS, hostile_paths
 
 QUIET_SECONDS = 0.6
 """The system has drained when nothing was recorded for this long (longer than a relay's poll)."""
@@ -286,8 +287,6 @@ class WireRun:
     async def hostile_request(self, process: int, task: str, which: int) -> int | None:
         """The `which`-th hostile request for `task` (W4) to server `process`: one of
         `hostile_paths`, then the task's own stream with one of `HOSTILE_HEADERS`."""
-        from harness.wire.steps import HOSTILE_HEADERS, hostile_paths
-
         meta = self.model._meta
         paths = hostile_paths(meta.app_label, meta.object_name, self.pks[task])
         which %= len(paths) + len(HOSTILE_HEADERS)
