@@ -116,6 +116,12 @@ class Command(BaseCommand):
                             help="worker processes sharing the socket (default 1); each runs its own "
                                  "coordinator, so give them a shared database (DATABASE_URL)")
 
+    def check(self, *args, **kwargs) -> None:
+        # Before Django's system checks: from Django 6.0 on they open the database connection
+        # themselves, and a database that cannot be reached would end in their traceback.
+        _reach_the_database()
+        super().check(*args, **kwargs)
+
     def handle(self, *args, **options) -> None:
         from reference_impl.streaming.conf import streaming_settings
         from reference_impl.streaming.server import app
