@@ -7,6 +7,7 @@ activated a coordinator belong to it, exactly as the harness simulates processes
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -277,6 +278,44 @@ async def test_a_resumer_that_has_the_terminal_event_gets_204_while_the_outcome_
     done.set()
     await settle(coordinator)
     assert response.status == 204
+
+
+@pytest.mark.clause("S5")
+async def test_a_plain_request_after_the_outcome_is_stored_gets_the_json_even_before_the_task_is_let_go(
+        monkeypatch):
+    """The outcome is on the row, but the coordinator has not let the task go yet: a client that
+    is not an SSE client gets the finished task's JSON document, as it would a moment later."""
+    from reference_impl.streaming.access import sign
+    from reference_impl.streaming.streams import StreamLimiter, open_stream
+
+    stored, done = asyncio.Event(), asyncio.Event()
+    original = SignalTask.mark_completed
+
+    async def slow_to_let_go(self, *args, **kwargs):
+        result = await original(self, *args, **kwargs)
+        stored.set()
+        await done.wait()
+        return result
+
+    monkeypatch.setattr(SignalTask, "mark_completed", slow_to_let_go)
+    coordinator = TaskCoordinator("server")
+    task = await SignalTask.objects.acreate()
+    await in_process(coordinator, lambda: coordinator.start_task(task))
+    await SignalTask.release(task.pk)
+    async with asyncio.timeout(2):
+        await stored.wait()
+    assert coordinator.is_task_running(APP, "SignalTask", task.pk)
+
+    async def plain_get():
+        return await open_stream(APP, "SignalTask", str(task.pk), None, limiter=StreamLimiter(10),
+                                 coordinator=coordinator, token=sign(task._meta.label_lower, task.pk))
+
+    response = await in_process(coordinator, plain_get)
+    done.set()
+    await response.aclose()
+    await settle(coordinator)
+    assert (response.status, response.headers["Content-Type"]) == (200, "application/json")
+    assert json.loads(response.body)["status"] == "completed"
 
 
 async def test_the_log_stores_events_as_sent_and_refuses_a_taken_number():

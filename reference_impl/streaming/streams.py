@@ -184,6 +184,12 @@ async def open_stream(
             # The task is storing its outcome: the row does not say finished yet, but this client
             # already has the terminal event, and nothing will follow it.
             return Response(204, {})
+        if ended is not None and not resuming and not sse:
+            # Stored and being forgotten: a plain client gets a finished task's JSON document,
+            # whether or not the coordinator has let the task go yet.
+            row = await type(task)._default_manager.filter(pk=task.pk).afirst()
+            if row is not None and row.is_finished:
+                return _finished(row, resuming, resume_after, sse)
         conf = streaming_settings()
         queue = StreamQueue(conf.client_buffer, conf.client_buffer_bytes,
                             lambda event: len(encode(event, task)))
