@@ -26,6 +26,13 @@ from harness.records import Complete, Response, StreamEnd, WireError, record_rea
 from harness.spec import CLOSE_BOUND
 
 JUDGED_HEADERS = ("content-type", "cache-control", "x-accel-buffering", "connection", "retry-after")
+
+
+def judged_headers(response: httpx.Response) -> dict[str, str]:
+    """The headers of `response` that the wire clauses judge (names in lower case)."""
+    return {k: response.headers[k] for k in JUDGED_HEADERS if k in response.headers}
+
+
 _FAULT_ENDS = {"killed": "crashed", "terminating": "shutdown", "stopped": "shutdown"}
 """How a stream that ended without its terminal event ended, by its server's state then."""
 HEAD_TIMEOUT = 10.0
@@ -62,7 +69,7 @@ class WireClient:
             async with self._http.stream("GET", self.url, headers=self._headers,
                                          timeout=httpx.Timeout(HEAD_TIMEOUT, read=None)) as response:
                 self._add(Response, self.process, client=self.name, status=response.status_code,
-                          headers={k: response.headers[k] for k in JUDGED_HEADERS if k in response.headers},
+                          headers=judged_headers(response),
                           after=round(time.monotonic() - began, 6))
                 streaming = response.status_code == 200 and response.headers.get(
                     "content-type", "").partition(";")[0].strip() == "text/event-stream"

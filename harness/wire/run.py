@@ -37,7 +37,7 @@ from harness.records import (
 )
 from harness.runner import persisted_task
 from harness.spec import HEAD_BOUND, LEAVE_BOUND
-from harness.wire.clients import JUDGED_HEADERS, WireClient
+from harness.wire.clients import WireClient, judged_headers
 from harness.wire.control import ControlServer
 from harness.wire.servers import SHUTDOWN_BOUND, Server
 from harness.wire.steps import HOSTILE_HEADERS, hostile_paths
@@ -270,19 +270,35 @@ class WireRun:
         if may_stream:
             args["may_stream"] = True
         op_id = self._invoke("request", None, args, server.name)
+        return await self._answered(op_id, server, name, method, path, headers)
+
+    async def _answered(self, op_id: str, server: Server, name: str, method: str, path: str,
+                        headers: dict[str, str] | None = None, keep_body: bool = False) -> int | None:
+        """Send request `op_id` (bounded by REQUEST_TIMEOUT), record its response head, with
+        `keep_body` also the start of its body (read for `BODY_SECONDS` at most), and complete the
+        operation: the status, or None if no answer came."""
         began = time.monotonic()
         try:
             async with self._http.stream(method, server.base_url + path, headers=headers,
                                          timeout=REQUEST_TIMEOUT) as response:
+                after = round(time.monotonic() - began, 6)
+                body = None
+                if keep_body:
+                    kept = bytearray()
+                    with contextlib.suppress(TimeoutError, httpx.HTTPError):
+                        async with asyncio.timeout(BODY_SECONDS):
+                            async for chunk in response.aiter_bytes():
+                                kept += chunk
+                                if len(kept) >= BODY_KEPT:
+                                    break
+                    body = kept[:BODY_KEPT].decode("utf-8", "replace")
                 self.recorder.add(Response, server.name, client=name, status=response.status_code,
-                                  headers={k: response.headers[k] for k in JUDGED_HEADERS
-                                           if k in response.headers},
-                                  after=round(time.monotonic() - began, 6))
-                self._done(op_id, server.name, value={"status": response.status_code})
-                return response.status_code
+                                  headers=judged_headers(response), after=after, body=body)
         except httpx.HTTPError as exc:
             self._done(op_id, server.name, status="unknown", error=f"{type(exc).__name__}: {exc}")
             return None
+        self._done(op_id, server.name, value={"status": response.status_code})
+        return response.status_code
 
     async def hostile_request(self, process: int, task: str, which: int) -> int | None:
         """The `which`-th hostile request for `task` (W4) to server `process`: one of
@@ -319,33 +335,8 @@ class WireRun:
             name = f"r{self._ops + 1}"
             op_id = self._invoke("intrude", task, {"client": name, "how": how, "path": target,
                                                     "missing": is_missing}, server.name)
-            answer = await self._refused_answer(server, name, target)
-            if answer is None:
-                self._done(op_id, server.name, status="unknown", error="no answer within the bound")
-            else:
-                self._done(op_id, server.name, value={"status": answer})
-
-    async def _refused_answer(self, server: Server, name: str, path: str) -> int | None:
-        began = time.monotonic()
-        headers = {"Accept": "text/event-stream"}
-        try:
-            async with self._http.stream("GET", server.base_url + path, headers=headers,
-                                         timeout=REQUEST_TIMEOUT) as response:
-                body = bytearray()
-                with contextlib.suppress(TimeoutError, httpx.HTTPError):
-                    async with asyncio.timeout(BODY_SECONDS):
-                        async for chunk in response.aiter_bytes():
-                            body += chunk
-                            if len(body) >= BODY_KEPT:
-                                break
-                self.recorder.add(Response, server.name, client=name, status=response.status_code,
-                                  headers={k: response.headers[k] for k in JUDGED_HEADERS
-                                           if k in response.headers},
-                                  after=round(time.monotonic() - began, 6),
-                                  body=body[:BODY_KEPT].decode("utf-8", "replace"))
-                return response.status_code
-        except httpx.HTTPError:
-            return None
+            await self._answered(op_id, server, name, "GET", target, {"Accept": "text/event-stream"},
+                                 keep_body=True)
 
     # -- the end --
 
