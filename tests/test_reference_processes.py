@@ -244,39 +244,50 @@ async def test_takeover_probe_fails_when_only_the_latest_logged_event_is_read(mo
     assert ids[:2] == [2, 4]  # event 3 never reached the client
 
 
-@pytest.mark.clause("S5")
-async def test_a_resumer_that_has_the_terminal_event_gets_204_while_the_outcome_is_stored(monkeypatch):
-    """Between the terminal event and the stored outcome the task still runs here; a reconnecting
-    client that already has that event must be told to stop, not kept waiting for nothing."""
+async def _asked_while_finishing(monkeypatch, stored: bool, resuming: bool = False):
+    """Run a SignalTask to its end in one coordinator, hold it inside `mark_completed` (before the
+    outcome is stored, or with it stored), and open a stream of it there, as a client asking at
+    that moment would (`resuming`: with the id of the terminal event as its Last-Event-ID). The
+    response."""
     from reference_impl.streaming.access import sign
     from reference_impl.streaming.streams import StreamLimiter, open_stream
 
-    storing, done = asyncio.Event(), asyncio.Event()
+    reached, done = asyncio.Event(), asyncio.Event()
     original = SignalTask.mark_completed
 
-    async def slow_mark_completed(self, *args, **kwargs):
-        storing.set()
+    async def held_mark_completed(self, *args, **kwargs):
+        result = await original(self, *args, **kwargs) if stored else None
+        reached.set()
         await done.wait()
-        return await original(self, *args, **kwargs)
+        return result if stored else await original(self, *args, **kwargs)
 
-    monkeypatch.setattr(SignalTask, "mark_completed", slow_mark_completed)
+    monkeypatch.setattr(SignalTask, "mark_completed", held_mark_completed)
     coordinator = TaskCoordinator("server")
     task = await SignalTask.objects.acreate()
     await in_process(coordinator, lambda: coordinator.start_task(task))
     await SignalTask.release(task.pk)
     async with asyncio.timeout(2):
-        await storing.wait()
+        await reached.wait()
     terminal = coordinator.channel_of(task).ended
     assert coordinator.is_task_running(APP, "SignalTask", task.pk) and terminal is not None
+    resume = str(terminal["id"]) if resuming else None
 
-    async def reconnect():
-        return await open_stream(APP, "SignalTask", str(task.pk), str(terminal["id"]),
-                                 limiter=StreamLimiter(10), coordinator=coordinator,
-                                 token=sign(task._meta.label_lower, task.pk))
+    async def ask():
+        return await open_stream(APP, "SignalTask", str(task.pk), resume, limiter=StreamLimiter(10),
+                                 coordinator=coordinator, token=sign(task._meta.label_lower, task.pk))
 
-    response = await in_process(coordinator, reconnect)
+    response = await in_process(coordinator, ask)
     done.set()
+    await response.aclose()
     await settle(coordinator)
+    return response
+
+
+@pytest.mark.clause("S5")
+async def test_a_resumer_that_has_the_terminal_event_gets_204_while_the_outcome_is_stored(monkeypatch):
+    """Between the terminal event and the stored outcome the task still runs here; a reconnecting
+    client that already has that event must be told to stop, not kept waiting for nothing."""
+    response = await _asked_while_finishing(monkeypatch, stored=False, resuming=True)
     assert response.status == 204
 
 
@@ -285,35 +296,7 @@ async def test_a_plain_request_after_the_outcome_is_stored_gets_the_json_even_be
         monkeypatch):
     """The outcome is on the row, but the coordinator has not let the task go yet: a client that
     is not an SSE client gets the finished task's JSON document, as it would a moment later."""
-    from reference_impl.streaming.access import sign
-    from reference_impl.streaming.streams import StreamLimiter, open_stream
-
-    stored, done = asyncio.Event(), asyncio.Event()
-    original = SignalTask.mark_completed
-
-    async def slow_to_let_go(self, *args, **kwargs):
-        result = await original(self, *args, **kwargs)
-        stored.set()
-        await done.wait()
-        return result
-
-    monkeypatch.setattr(SignalTask, "mark_completed", slow_to_let_go)
-    coordinator = TaskCoordinator("server")
-    task = await SignalTask.objects.acreate()
-    await in_process(coordinator, lambda: coordinator.start_task(task))
-    await SignalTask.release(task.pk)
-    async with asyncio.timeout(2):
-        await stored.wait()
-    assert coordinator.is_task_running(APP, "SignalTask", task.pk)
-
-    async def plain_get():
-        return await open_stream(APP, "SignalTask", str(task.pk), None, limiter=StreamLimiter(10),
-                                 coordinator=coordinator, token=sign(task._meta.label_lower, task.pk))
-
-    response = await in_process(coordinator, plain_get)
-    done.set()
-    await response.aclose()
-    await settle(coordinator)
+    response = await _asked_while_finishing(monkeypatch, stored=True)
     assert (response.status, response.headers["Content-Type"]) == (200, "application/json")
     assert json.loads(response.body)["status"] == "completed"
 
