@@ -139,7 +139,7 @@ def _write(out: Path, adapter: Any, args: argparse.Namespace, seed: int, result:
     summary = {
         "format": "streamspec.summary", "version": 1, "sut": _target_name(args, adapter), "adapter": args.sut,
         "mode": "http",
-        "versions": versions(adapter), "profile": args.profile, "seed": seed,
+        "versions": found, "profile": args.profile, "seed": seed,
         "seconds": round(result.seconds, 3), "examples": {"http": result.examples},
         "clauses": rows, "not_controlled": NOT_CONTROLLED, "exit_code": exit_code,
     }

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import spec
-from harness.wire.steps import call_of, describe
+from harness.wire.steps import describe, statements_of
 from streamspec.inline import ROOT
 from streamspec.repro import script_name
 
@@ -61,7 +61,7 @@ def _steps_code(program: list[dict[str, Any]]) -> list[str]:
     lines = ["async def steps(run: Any) -> None:", "    task = await run.create()"]
     for number, step in enumerate(program[1:], 1):
         lines.append(f"    # {number}. {describe(step)}")
-        lines += [f"    {statement.strip()}" for statement in call_of(step).split(";")]
+        lines += [f"    {statement}" for statement in statements_of(step)]
         lines.append("    await asyncio.sleep(STEP_PAUSE)")
     return lines
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from harness.errors import UsageError
 
-__all__ = ["CALLS", "HOSTILE_HEADERS", "call_of", "describe", "hostile_paths", "perform"]
+__all__ = ["CALLS", "HOSTILE_HEADERS", "call_of", "describe", "hostile_paths", "perform", "statements_of"]
 
 
 def hostile_paths(app_label: str, model_name: str, pk: Any) -> list[tuple[str, str]]:
@@ -106,9 +106,14 @@ def call_of(step: dict[str, Any]) -> str:
     return make(step)
 
 
+def statements_of(step: dict[str, Any]) -> list[str]:
+    """`call_of(step)`, one statement a line (as a script shows them and `perform` runs them)."""
+    return [statement.strip() for statement in call_of(step).split(";")]
+
+
 async def perform(run: Any, task: str, step: dict[str, Any]) -> None:
     """Perform `step` on `run`: the very statements `call_of` writes, executed."""
-    code = "async def _step(run, task):\n" + "".join(f"    {s.strip()}\n" for s in call_of(step).split(";"))
+    code = "async def _step(run, task):\n" + "".join(f"    {s}\n" for s in statements_of(step))
     namespace: dict[str, Any] = {}
     exec(compile(code, f"<wire step {step['op']}>", "exec"), namespace)
     await namespace["_step"](run, task)
