@@ -164,6 +164,12 @@ class StreamResult:
             return None
 
 
+def sse_request(port: int, path: str) -> bytes:
+    """The GET an EventSource sends for `path` (one request per connection)."""
+    return (f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nAccept: text/event-stream\r\n"
+            "Connection: close\r\n\r\n").encode()
+
+
 async def stream(port: int, path: str, limit: float) -> StreamResult:
     """GET an SSE stream and read it until its terminal event (or until it ends, or `limit` s)."""
     result = StreamResult(sent_at=time.monotonic())
@@ -171,8 +177,7 @@ async def stream(port: int, path: str, limit: float) -> StreamResult:
     try:
         async with asyncio.timeout(limit):
             reader, writer = await asyncio.open_connection(HOST, port)
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nAccept: text/event-stream\r\n"
-                         f"Connection: close\r\n\r\n".encode())
+            writer.write(sse_request(port, path))
             result.sent_at = time.monotonic()
             head = await reader.readuntil(b"\r\n\r\n")
             result.headers_at = time.monotonic()

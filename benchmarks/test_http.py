@@ -25,7 +25,15 @@ import pytest
 from benchmarks.benchapp.models import PARK, STREAM, BenchTask
 from benchmarks.config import sizes
 from benchmarks.figures import CPU, HIGHER, LOWER, WALL, Timed, record
-from benchmarks.http_client import cpu_seconds, start_floor, start_server, stop_server, stream
+from benchmarks.http_client import (
+    HOST,
+    cpu_seconds,
+    sse_request,
+    start_floor,
+    start_server,
+    stop_server,
+    stream,
+)
 from benchmarks.inproc import APP, MODEL
 from harness.adapters import stream_path_of
 
@@ -126,12 +134,11 @@ async def _idle_round(server, adapter, clients: int) -> float | None:
     path = stream_path_of(adapter, APP, MODEL, task.pk)
     await asyncio.sleep(0.5)
     before = rss_bytes(server.process.pid)
-    request = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nAccept: text/event-stream\r\n"
-               "Connection: close\r\n\r\n").encode()
+    request = sse_request(server.port, path)
     writers = []
     try:
         for _ in range(clients):
-            _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            _, writer = await asyncio.open_connection(HOST, server.port)
             writer.write(request)
             writers.append(writer)
         # The reference answers each head at once, upstream only with a first event that never

@@ -29,7 +29,7 @@ from django.db import connection
 from benchmarks.benchapp.models import PACE, BenchTask
 from benchmarks.config import sizes
 from benchmarks.figures import HIGHER, LOWER, WALL, Timed, percentile, record
-from benchmarks.http_client import HOST, TERMINALS, start_server, stop_server, stream
+from benchmarks.http_client import HOST, TERMINALS, sse_request, start_server, stop_server, stream
 from benchmarks.inproc import APP, MODEL
 from harness.adapters import stream_path_of
 
@@ -52,19 +52,21 @@ async def _latencies(port: int, path: str) -> list[float]:
     found: list[float] = []
     reader, writer = await asyncio.open_connection(HOST, port)
     try:
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nAccept: text/event-stream\r\n"
-                     "Connection: close\r\n\r\n".encode())
+        writer.write(sse_request(port, path))
         buffer = b""
         while True:
             chunk = await reader.read(65536)
             now = time.time()
             if not chunk:
                 break
+            # Only whole events are read (a read may end inside one): each is counted once.
             buffer += chunk
-            found += [now - float(m.group(1)) for m in _STAMP.finditer(buffer)]
-            done = any(marker in buffer for marker in TERMINALS)
-            buffer = buffer[buffer.rfind(b"\n\n") + 2:] if b"\n\n" in buffer else buffer
-            if done:
+            end = buffer.rfind(b"\n\n")
+            if end < 0:
+                continue
+            whole, buffer = buffer[:end + 2], buffer[end + 2:]
+            found += [now - float(m.group(1)) for m in _STAMP.finditer(whole)]
+            if any(marker in whole for marker in TERMINALS):
                 break
     finally:
         writer.close()
