@@ -133,7 +133,8 @@ class Command(BaseCommand):
             streaming_settings()
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from exc
-        _reach_the_database()
+        if options.get("skip_checks"):
+            _reach_the_database()  # check() did it otherwise
         common = {"log_level": options["log_level"], "lifespan": "on", "timeout_graceful_shutdown": 5,
                   "workers": workers}
         many = f" with {workers} workers" if workers > 1 else ""
