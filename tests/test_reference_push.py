@@ -19,7 +19,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -45,19 +44,12 @@ BOUND = 10.0
 
 
 def _ensure_database(url: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    try:
-        with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True,
-                             connect_timeout=5) as conn:
-            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at {parts.hostname}:{parts.port or 5432} (STREAMSPEC_PG_URL) is not "
-                    f"reachable: {exc}", pytrace=False)
+    """The database exists (made if the server has none by that name): `.ci/ensure_postgres.py`,
+    which says why when the server cannot be reached."""
+    done = subprocess.run([sys.executable, str(REPO_ROOT / ".ci" / "ensure_postgres.py"), url],
+                          capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        pytest.fail(done.stderr.strip(), pytrace=False)
 
 
 def _env(**extra: str) -> dict[str, str]:
