@@ -196,5 +196,6 @@ class WireClient:
         self.reading.set()
         if self._task is not None and not self._task.done():
             self._task.cancel()
-            with contextlib.suppress(BaseException):
+            # Not BaseException: a Ctrl-C that lands here must end the run, not be swallowed.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 await self._task

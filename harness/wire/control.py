@@ -73,7 +73,7 @@ class ControlServer:
             await asyncio.wait(set(self._connections), timeout=2)
         for task in list(self._connections):
             task.cancel()
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(Exception, asyncio.CancelledError):  # a Ctrl-C goes on
                 await task
         if self._server is not None:
             with contextlib.suppress(Exception):
