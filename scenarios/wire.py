@@ -72,6 +72,22 @@ OBSERVED: dict[str, Callable[[list[dict[str, Any]]], bool]] = {
 """Situations whose effect on clients every report shows, by the program (its steps)."""
 
 
+SITUATIONS: list[list[dict[str, Any]]] = [
+    [{"op": "servers", "count": 2}, {"op": "attach", "process": 0}, {"op": "attach", "process": 1},
+     {"op": "release", "count": 1}, {"op": "finish_ok", "how": "complete"}],
+    [{"op": "servers", "count": 2}, {"op": "attach", "process": 0}, {"op": "release", "count": 1},
+     {"op": "crash", "process": 0}, {"op": "attach", "process": 0}, {"op": "finish_ok", "how": "complete"}],
+    [{"op": "servers", "count": 1}, {"op": "attach", "process": 0}, {"op": "release", "count": 1},
+     {"op": "shutdown", "process": 0}, {"op": "attach", "process": 0}],
+    [{"op": "servers", "count": 1}, {"op": "attach", "process": 0}, {"op": "attach", "process": 0},
+     {"op": "release", "count": 1}, {"op": "detach", "client": 0}, {"op": "release", "count": 1},
+     {"op": "finish_ok", "how": "complete"}],
+]
+"""One program of each situation of `OBSERVED`, run before the drawn ones: every report shows each
+situation, whatever the draw. A failure one of them shows is reported (unshrunk, they are short)
+unless the search finds and shrinks it too."""
+
+
 def _attached_on(program: list[dict[str, Any]]) -> set[int]:
     return {step["process"] for step in program[1:] if step["op"] == "attach"}
 
@@ -271,6 +287,21 @@ class _WireSearch:
             if self.target is not None and program == self.last[self.target][0]:
                 raise _Found(self.target)
             return
+        found, failed = self.record(program)
+        new = [c for c in failed if c not in self.result.failures]
+        if self.target is not None:
+            new = [c for c in new if c == self.target]
+        if not new:
+            return
+        if self.target is None:
+            self.target = new[0]
+            self.shrink_deadline = time.monotonic() + self.profile.shrink_seconds
+        self.last[self.target] = found
+        raise _Found(self.target)
+
+    def record(self, program: list[dict[str, Any]]) -> tuple[Any, list[str]]:
+        """Run one program and count its verdicts, failures seen and situations observed: the run,
+        and the wanted clauses it failed."""
         result = self.result
         result.examples += 1
         found = self.run(program)
@@ -287,16 +318,7 @@ class _WireSearch:
         if self.progress is not None:
             self.progress(f"example {result.examples}: {len(program) - 1} steps, "
                           f"{', '.join(failed) if failed else 'no failure'}")
-        new = [c for c in failed if c not in result.failures]
-        if self.target is not None:
-            new = [c for c in new if c == self.target]
-        if not new:
-            return
-        if self.target is None:
-            self.target = new[0]
-            self.shrink_deadline = time.monotonic() + self.profile.shrink_seconds
-        self.last[self.target] = found
-        raise _Found(self.target)
+        return found, failed
 
     def round(self, number: int) -> bool:
         """One round; False when it found nothing new (the search is over)."""
@@ -359,6 +381,8 @@ def search_wire(adapter: Any, sut: str, database_url: str, log_dir: str, *, prof
     began = time.monotonic()
     search = _WireSearch(adapter, sut, database_url, log_dir, WIRE_PROFILES[profile], seed, clauses, progress)
     try:
+        for program in SITUATIONS:
+            search.record(program)
         for number in range(MAX_ROUNDS):
             if not search.round(number):
                 break

@@ -47,7 +47,17 @@ def test_the_same_seed_draws_the_same_programs(monkeypatch):
     for run in drawn:
         monkeypatch.setattr(wire, "run_wire_program", _fake(lambda p, run=run: run.append(p) or set()))
         wire.search_wire(None, "fake", "sqlite://", "/nonexistent", profile="dev", seed=11)
-    assert drawn[0] == drawn[1] and len(drawn[0]) == wire.WIRE_PROFILES["dev"].max_examples
+    # The situations first, then the drawn programs: the same, in the same order, each time.
+    assert drawn[0] == drawn[1] and drawn[0][:len(wire.SITUATIONS)] == wire.SITUATIONS
+    assert len(drawn[0]) == len(wire.SITUATIONS) + wire.WIRE_PROFILES["dev"].max_examples
+
+
+def test_every_situation_a_report_shows_is_run_whatever_the_draw(monkeypatch):
+    # Each kind of situation has its program among the ones run first, so every report shows it.
+    assert all(any(shows(p) for p in wire.SITUATIONS) for shows in wire.OBSERVED.values())
+    monkeypatch.setattr(wire, "run_wire_program", _fake(lambda program: set()))
+    result = wire.search_wire(None, "fake", "sqlite://", "/nonexistent", profile="dev", seed=5)
+    assert set(result.observations) == set(wire.OBSERVED)
 
 
 def test_a_failure_that_does_not_come_back_is_flaky_never_a_pass(monkeypatch):
