@@ -117,9 +117,10 @@ class _Verification:
 
     def __init__(self, adapter: Adapter, profile: Profile, names: list[str], wanted: set[str], seed: int,
                  say: Callable[[str], None],
-                 on_example: Callable[[str, list[dict[str, Any]], Outcome], None] | None) -> None:
+                 on_example: Callable[[str, list[dict[str, Any]], Outcome], None] | None,
+                 fail_fast: bool = False) -> None:
         self.adapter, self.profile, self.names, self.wanted, self.seed = adapter, profile, names, wanted, seed
-        self.say, self.on_example = say, on_example
+        self.say, self.on_example, self.fail_fast = say, on_example, fail_fast
         self.stats = Stats()
         self.started = time.perf_counter()
         self.keys = all_keys(wanted)
@@ -131,13 +132,22 @@ class _Verification:
         self.finished: set[str] = set()
 
     def search(self) -> None:
+        self._passes()
+        for key, fallback in self.fallbacks.items():
+            self.failures.setdefault(key, fallback)
+
+    def _passes(self) -> None:
         for share in PASS_SHARES:
             for family in self.names:
                 while family not in self.finished and self.rounds[family] < self.profile.max_rounds:
                     if not self._round(family, share):
                         break
-        for key, fallback in self.fallbacks.items():
-            self.failures.setdefault(key, fallback)
+                    if self.fail_fast:
+                        # The round that found a failure also shrank it: that report is what a
+                        # fail-fast run is for, and the rest of the budget would only add others.
+                        found = ", ".join(sorted(self.failures))
+                        self.say(f"  stopping at the first failure (fail-fast): {found}")
+                        return
 
     def _budget(self, family: str, share: float) -> int:
         return int(self.profile.max_examples * FAMILIES[family].budget * share) - self.generated[family]
@@ -198,6 +208,7 @@ class _Verification:
     def result(self, profile_name: str) -> VerifyResult:
         seconds = time.perf_counter() - self.started
         summary = self.stats.to_dict(seconds)
+        summary["fail_fast"] = self.fail_fast
         summary["failures"] = {k: {"family": f.family, "operations": f.operations, "steps": f.steps,
                                    "examples_to_first": f.examples_to_first,
                                    "seconds_to_first": f.seconds_to_first, "shrunk_for": f.shrunk_for}
@@ -224,19 +235,22 @@ class _Verification:
 def verify(adapter: Adapter, *, families: list[str] | None = None, profile: str = "ci",
            seed: int | None = None, clauses: set[str] | None = None,
            progress: Callable[[str], None] | None = None,
-           on_example: Callable[[str, list[dict[str, Any]], Outcome], None] | None = None) -> VerifyResult:
+           on_example: Callable[[str, list[dict[str, Any]], Outcome], None] | None = None,
+           fail_fast: bool = False) -> VerifyResult:
     """Search every family for violations of `clauses` (all by default) and summarise.
 
     `seed` None picks one at random (it is in the result and in the progress messages: pass it back
     to repeat the run). `progress` receives one line per search round. `on_example` is called with
-    (family, program, outcome) after every example (its outcome's tape replays it).
+    (family, program, outcome) after every example (its outcome's tape replays it). `fail_fast`
+    stops the search after the first round that finds (and shrinks) a failure: the verdicts of the
+    clauses it had not found yet then rest on the examples run until then.
     """
     prof, names, wanted = _check_arguments(profile, families, clauses)
     if seed is None:
         seed = random.SystemRandom().randrange(2**32)
     say = progress or (lambda _line: None)
     say(f"verify {adapter.name}: profile {profile}, seed {seed}, families {', '.join(names)}")
-    run = _Verification(adapter, prof, names, wanted, seed, say, on_example)
+    run = _Verification(adapter, prof, names, wanted, seed, say, on_example, fail_fast)
     run.search()
     result = run.result(profile)
     say(f"verify {adapter.name}: {result.stats['examples']} examples in {result.seconds:.1f}s "

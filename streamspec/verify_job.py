@@ -146,8 +146,13 @@ class VerifyJob:
     def _search(self, say: Callable[[str], None]) -> Any:
         args = self.args
         say(f"searching: profile {args.profile}" + (f", seed {args.seed}" if args.seed is not None else ""))
-        return scenarios.verify(self.adapter, families=self.families, profile=args.profile, seed=args.seed,
-                                clauses=set(self.clauses) if self.clauses else None, progress=say)
+        result = scenarios.verify(self.adapter, families=self.families, profile=args.profile, seed=args.seed,
+                                  clauses=set(self.clauses) if self.clauses else None, progress=say,
+                                  fail_fast=args.fail_fast)
+        if args.fail_fast and result.failed:
+            self.notes.append("the search stopped at its first failure (--fail-fast): the verdicts of the "
+                              "other clauses rest on the examples run until then")
+        return result
 
     def _report(self, folder: Path, rows: list[dict[str, Any]], reported: dict[str, Any],
                 say: Callable[[str], None]) -> None:

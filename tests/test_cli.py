@@ -276,6 +276,7 @@ def test_readme_third_party_adapter(tmp_path):
         (["verify", "--sut", "SUT", "--mode", "http", "--families", "joins"],
          "--families applies to --mode inproc"),
         (["verify", "--sut", "SUT", "--mode", "http", "--profile", "forever"], "unknown profile"),
+        (["verify", "--sut", "SUT", "--mode", "http", "--fail-fast"], "--fail-fast applies to --mode inproc"),
         (["verify", "--sut", "SUT", "--mode", "http", "--clauses", "W9"], "unknown clause 'W9'"),
         (["verify", "--sut", "SUT", "--mode", "carrier-pigeon"], "unknown mode"),
         (["verify", "--sut", "SUT", "--profile", "forever"], "unknown profile"),
