@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--guard-seeds", type=int, default=10, metavar="N",
                    help="seeds over which the clean implementation must pass (default: 10)")
     m.add_argument("--only", default=None, metavar="NAME,...", help="only these mutants")
+    m.add_argument("--first-find", action="store_true",
+                   help="the CI size: each mutant's verify looks for its expected clause only and stops "
+                   "at the first failure (default: the whole search, as a user runs it)")
     m.add_argument("--out", default="reports", metavar="DIR")
     m.add_argument("--timeout", type=float, default=600.0, help="seconds per verify run")
     m.add_argument("--jobs", type=int, default=1, metavar="N",
@@ -300,12 +303,13 @@ def mutants_command(args: argparse.Namespace, *, out_stream: Any = None) -> int:
     if args.timeout <= 0:
         raise UsageError(f"--timeout {args.timeout}: give a positive number of seconds")
     rows = mutation.run_matrix(args.catalogue, profile=args.profile, seed=args.seed,
-                               timeout=args.timeout, names=names, progress=say, jobs=args.jobs)
+                               timeout=args.timeout, names=names, progress=say, jobs=args.jobs,
+                               first_find=args.first_find)
     guard = mutation.false_positive_guard("reference", profile=args.profile,
                                           seeds=list(range(args.seed, args.seed + args.guard_seeds)),
                                           timeout=args.timeout, jobs=args.jobs, progress=say)
     clean = mutation._baseline(args.catalogue, None, args.timeout)
-    mutation.write(Path(args.out), rows, guard, args.profile, clean)
+    mutation.write(Path(args.out), rows, guard, args.profile, clean, args.first_find)
     survivors = [r.name for r in rows if not r.detected]
     false_alarms = {seed: bad for seed, bad in guard.items() if bad}
     print(f"killed {len(rows) - len(survivors)} of {len(rows)} mutants; the example-based tests killed "

@@ -47,3 +47,39 @@ def test_the_dead_lease_mutant_fails_s7_where_the_reference_passes(sut_adapter):
         outcome = run_program(sut_adapter, TWO_FOLLOWERS_OF_A_CRASHED_TASK)
     assert outcome.verdict("S7") == "fail"
     assert "entered process() 2 times after p0 crashed" in outcome.result("S7").violations[0].explanation
+
+
+def test_fail_fast_stops_the_search_at_its_first_failure(sut_adapter):
+    """`--fail-fast`: the round that found (and shrank) a failure is the last one; without it the
+    same seed goes on into the next family."""
+    from scenarios import verify
+
+    families = ["reloads", "joins"]
+    with BY_NAME["state_on_the_object"].patched():
+        whole = verify(sut_adapter, families=families, profile="dev", seed=1)
+        fast = verify(sut_adapter, families=families, profile="dev", seed=1, fail_fast=True)
+    assert whole.failed and fast.failed
+    assert fast.stats["fail_fast"] is True and whole.stats["fail_fast"] is False
+    # The first round's failure is the same in both: the fail-fast run is a prefix of the whole one.
+    assert fast.examples.get("joins", 0) == 0 < whole.examples.get("joins", 0)
+    assert set(fast.failed) <= set(whole.failed)
+    assert sum(fast.examples.values()) < sum(whole.examples.values())
+
+
+def test_the_matrix_in_its_ci_size_kills_a_mutant_on_its_first_find(tmp_path):
+    """`streamspec mutants --first-find`: the mutant's verify targets its clause and stops there."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "streamspec", "mutants", "--only", "loads_never_removed", "--first-find",
+         "--profile", "dev", "--guard-seeds", "0", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    matrix = json.loads((tmp_path / "mutants.json").read_text())
+    assert matrix["first_find"] is True
+    [row] = matrix["mutants"]
+    assert row["detected"] and row["expected"] == "S8" and row["examples_to_first"] is not None
+    assert "CI size (`--first-find`)" in (tmp_path / "mutants.md").read_text()
