@@ -245,3 +245,32 @@ def test_a_release_count_out_of_range_is_refused(count):
     limit = 2 * MAX_CLIENT_BUFFER
     with pytest.raises(ValueError, match=f"release count must be an integer from 1 to {limit}"):
         validate_program([{"op": "create", "process": 0}, {"op": "release", "task": 0, "count": count}])
+
+
+class _Documents:
+    """An adapter stand-in that documents a client-buffer bound (or none)."""
+
+    name = "documents"
+
+    def __init__(self, limit):
+        self._limit = limit
+
+    def buffer_limit(self):
+        return self._limit
+
+
+@pytest.mark.parametrize(("limit", "burst"), [
+    (None, MAX_CLIENT_BUFFER + 16),  # no bound of its own: past the spec's
+    (0, MAX_CLIENT_BUFFER + 16),
+    (2, 18),                         # the reference under the harness
+    (100, 200),
+    (MAX_CLIENT_BUFFER - 1, MAX_CLIENT_BUFFER + 16),
+    (MAX_CLIENT_BUFFER, MAX_CLIENT_BUFFER + 16),
+    (10 * MAX_CLIENT_BUFFER, MAX_CLIENT_BUFFER + 16),
+])
+def test_a_burst_goes_past_the_documented_bound_and_never_past_the_specs(limit, burst):
+    from scenarios.machine import burst_size
+
+    assert burst_size(_Documents(limit)) == burst
+    assert burst_size(object()) == MAX_CLIENT_BUFFER + 16  # an adapter without the hook
+
