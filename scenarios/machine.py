@@ -165,6 +165,9 @@ class Search:
     """Called with (family, program, outcome) after every judged example."""
     also: dict[str, Failure] = field(default_factory=dict)
     """Violation key -> the smallest failing example raised for another key (a fallback)."""
+    halt: Callable[[Search], bool] | None = None
+    """Asked before every example: True ends the search as if its budget were spent (a worker
+    process running ahead stops once it has found something, or once its work is dropped)."""
     burst: int = field(init=False)
     """Events of this search's long bursts (`burst_size`)."""
 
@@ -219,7 +222,8 @@ class ScenarioMachine(RuleBasedStateMachine):
     search: Search
 
     def __init__(self, search: Search) -> None:
-        if search.limit and search.examples >= search.limit:
+        spent = bool(search.limit) and search.examples >= search.limit
+        if spent or (search.halt is not None and search.halt(search)):
             raise BudgetExhausted(search.family.name)
         search.examples += 1
         super().__init__()

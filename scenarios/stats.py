@@ -57,6 +57,19 @@ class Stats:
         end = outcome.history.run_end
         self.ends[end.reason if end is not None else "none"] += 1
 
+    def merge(self, other: Stats) -> None:
+        """Add what `other` explored (a worker's family pass) to this run's."""
+        self.examples.update(other.examples)
+        for family, tapes in other.tapes.items():
+            self.tapes.setdefault(family, set()).update(tapes)
+        self.sequential_pairs |= other.sequential_pairs
+        self.concurrent_pairs |= other.concurrent_pairs
+        self.violations.update(other.violations)
+        for clause, verdicts in other.verdicts.items():
+            self.verdicts.setdefault(clause, Counter()).update(verdicts)
+        self.ends.update(other.ends)
+        self.operations += other.operations
+
     def to_dict(self, seconds: float) -> dict[str, Any]:
         total = self.total()
         return {

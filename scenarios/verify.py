@@ -12,9 +12,11 @@ short, keeping the smallest failing example found so far. Deterministic for a se
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import time
 from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +28,7 @@ from harness.errors import UsageError
 from scenarios.failure import ACROSS, Failure, size
 from scenarios.families import FAMILIES, PROFILES, Profile
 from scenarios.machine import Search, Stats, all_keys, machine_factory
+from scenarios.parallel import FamilyPass, WorkerPool, default_jobs, parallel_refusal
 from scenarios.search import checked_clauses, key_order, search_round, settled, smallest_key
 
 __all__ = ["ClauseSummary", "VerifyResult", "verify"]
@@ -118,9 +121,9 @@ class _Verification:
     def __init__(self, adapter: Adapter, profile: Profile, names: list[str], wanted: set[str], seed: int,
                  say: Callable[[str], None],
                  on_example: Callable[[str, list[dict[str, Any]], Outcome], None] | None,
-                 fail_fast: bool = False) -> None:
+                 fail_fast: bool = False, pool: WorkerPool | None = None) -> None:
         self.adapter, self.profile, self.names, self.wanted, self.seed = adapter, profile, names, wanted, seed
-        self.say, self.on_example, self.fail_fast = say, on_example, fail_fast
+        self.say, self.on_example, self.fail_fast, self.pool = say, on_example, fail_fast, pool
         self.stats = Stats()
         self.started = time.perf_counter()
         self.keys = all_keys(wanted)
@@ -130,24 +133,112 @@ class _Verification:
         self.generated = dict.fromkeys(names, 0)
         self.rounds = dict.fromkeys(names, 0)
         self.finished: set[str] = set()
+        self.halt: Callable[[Search], bool] | None = None
+        """Set in a worker process (`scenarios.parallel`): when to stop a search round early."""
+
+    # -- run ahead in worker processes (`scenarios.parallel`) ------------------------------------
+
+    def _state(self) -> dict[str, Any]:
+        """What a worker needs to run a family's pass as this process would run it next."""
+        return {"profile": self.profile, "names": self.names, "wanted": self.wanted, "seed": self.seed,
+                "fail_fast": self.fail_fast, "failures": sorted(self.failures), "first": dict(self.first),
+                "generated": dict(self.generated), "rounds": dict(self.rounds),
+                "finished": set(self.finished)}
+
+    @classmethod
+    def for_worker(cls, adapter: Adapter, state: dict[str, Any], say: Callable[[str], None]) -> _Verification:
+        run = cls(adapter, state["profile"], state["names"], state["wanted"], state["seed"], say, None,
+                  state["fail_fast"])
+        # Only the keys matter here (they are no longer targets): a worker's finds are dropped.
+        run.failures = dict.fromkeys(state["failures"])  # type: ignore[arg-type]
+        run.first, run.generated, run.rounds = state["first"], state["generated"], state["rounds"]
+        run.finished = state["finished"]
+        return run
+
+    def family_pass(self, family: str, share: float) -> bool:
+        """A worker's pass of `family`: its rounds until one finds something (True: the parent
+        runs it again itself) or the family is done for this pass (False)."""
+        while family not in self.finished and self.rounds[family] < self.profile.max_rounds:
+            if self._round(family, share):
+                return True
+            break
+        return False
+
+    def _take(self, future: Any) -> FamilyPass | None:
+        """A worker's pass of a family, or None if this process must run it (the worker found
+        something, raised, or the pool broke: then it is not used again)."""
+        try:
+            done: FamilyPass = future.result()
+        except BrokenProcessPool as exc:
+            self.say(f"  the worker processes stopped ({exc}): the search goes on in this process")
+            self._close_pool()
+            return None
+        except Exception:
+            return None  # this process runs the same pass, and raises the same if it is the search's
+        return None if done.found else done
+
+    def _close_pool(self) -> None:
+        if self.pool is not None:
+            pool, self.pool = self.pool, None
+            pool.close()
+
+    # -- the passes ------------------------------------------------------------------------------
 
     def search(self) -> None:
-        self._passes()
+        try:
+            self._passes()
+        finally:
+            self._close_pool()
         for key, fallback in self.fallbacks.items():
             self.failures.setdefault(key, fallback)
 
     def _passes(self) -> None:
         for share in PASS_SHARES:
-            for family in self.names:
-                while family not in self.finished and self.rounds[family] < self.profile.max_rounds:
-                    if not self._round(family, share):
-                        break
-                    if self.fail_fast:
-                        # The round that found a failure also shrank it: that report is what a
-                        # fail-fast run is for, and the rest of the budget would only add others.
-                        found = ", ".join(sorted(self.failures))
-                        self.say(f"  stopping at the first failure (fail-fast): {found}")
-                        return
+            if self._pass(share):
+                return
+
+    def _pass(self, share: float) -> bool:
+        """One pass over the families; True when fail-fast stops the search."""
+        ahead: dict[str, Any] = {}
+        if self.pool is not None:
+            state = self._state()
+            ahead = {f: self.pool.submit(f, share, state) for f in self.names
+                     if f not in self.finished and self.rounds[f] < self.profile.max_rounds}
+        for family in self.names:
+            future = ahead.pop(family, None)
+            done = self._take(future) if future is not None else None
+            if done is not None:
+                self._merge(done)
+                continue
+            # From here on this process runs the pass: what the workers ran ahead had targets that
+            # this family's finds may change.
+            if ahead and self.pool is not None:
+                self.pool.abandon()
+            ahead.clear()
+            if self._family_pass_here(family, share):
+                return True
+        return False
+
+    def _merge(self, done: FamilyPass) -> None:
+        for line in done.said:
+            self.say(line)
+        self.stats.merge(done.stats)
+        self.generated[done.family], self.rounds[done.family] = done.generated, done.rounds
+        if done.finished:
+            self.finished.add(done.family)
+
+    def _family_pass_here(self, family: str, share: float) -> bool:
+        """`family`'s pass in this process; True when fail-fast stops the search."""
+        while family not in self.finished and self.rounds[family] < self.profile.max_rounds:
+            if not self._round(family, share):
+                break
+            if self.fail_fast:
+                # The round that found a failure also shrank it: that report is what a fail-fast run
+                # is for, and the rest of the budget would only add others.
+                found = ", ".join(sorted(self.failures))
+                self.say(f"  stopping at the first failure (fail-fast): {found}")
+                return True
+        return False
 
     def _budget(self, family: str, share: float) -> int:
         return int(self.profile.max_examples * FAMILIES[family].budget * share) - self.generated[family]
@@ -171,7 +262,7 @@ class _Verification:
         # in one long pass.
         search = Search(self.adapter, FAMILIES[family], self.profile, targets, self.stats, self.started,
                         limit=2 * self._budget(family, 1.0) + self.profile.shrink_examples,
-                        on_example=self.on_example, seed=self.seed)
+                        on_example=self.on_example, seed=self.seed, halt=self.halt)
         search.first.update(self.first)
         hits, exhausted = search_round(search, machine_factory(search),
                                        seed=_round_seed(self.seed, family, round_), max_examples=to_generate,
@@ -236,7 +327,7 @@ def verify(adapter: Adapter, *, families: list[str] | None = None, profile: str 
            seed: int | None = None, clauses: set[str] | None = None,
            progress: Callable[[str], None] | None = None,
            on_example: Callable[[str, list[dict[str, Any]], Outcome], None] | None = None,
-           fail_fast: bool = False) -> VerifyResult:
+           fail_fast: bool = False, jobs: int = 1, sut: str | None = None) -> VerifyResult:
     """Search every family for violations of `clauses` (all by default) and summarise.
 
     `seed` None picks one at random (it is in the result and in the progress messages: pass it back
@@ -244,15 +335,32 @@ def verify(adapter: Adapter, *, families: list[str] | None = None, profile: str 
     (family, program, outcome) after every example (its outcome's tape replays it). `fail_fast`
     stops the search after the first round that finds (and shrinks) a failure: the verdicts of the
     clauses it had not found yet then rest on the examples run until then.
+
+    `jobs` > 1 runs the families' passes ahead in that many worker processes, each of which loads
+    the adapter `sut` names (see `scenarios.parallel`); the result is the same as with one. Where
+    workers cannot be used (an `on_example` callback, a DATABASE_URL) the search runs in this
+    process and `progress` says why. 0 means one per core.
     """
     prof, names, wanted = _check_arguments(profile, families, clauses)
+    if jobs < 0:
+        raise UsageError(f"jobs {jobs}: give 0 (one per core) or more")
+    jobs = min(jobs or default_jobs(), len(names))
+    if jobs > 1 and not sut:
+        raise UsageError("jobs > 1 needs sut: the name or module:Class the worker processes load the "
+                         "adapter from")
     if seed is None:
         seed = random.SystemRandom().randrange(2**32)
     say = progress or (lambda _line: None)
     say(f"verify {adapter.name}: profile {profile}, seed {seed}, families {', '.join(names)}")
-    run = _Verification(adapter, prof, names, wanted, seed, say, on_example, fail_fast)
+    refusal = parallel_refusal(jobs, on_example, os.environ.get("DATABASE_URL"))
+    if refusal is not None:
+        say(f"  one process, not {jobs}: {refusal}")
+        jobs = 1
+    pool = WorkerPool(sut, jobs) if jobs > 1 and sut else None
+    run = _Verification(adapter, prof, names, wanted, seed, say, on_example, fail_fast, pool)
     run.search()
     result = run.result(profile)
+    result.stats["jobs"] = jobs
     say(f"verify {adapter.name}: {result.stats['examples']} examples in {result.seconds:.1f}s "
         f"({result.stats['examples_per_second']}/s), {result.stats['interleavings']} interleavings, "
         f"failed: {', '.join(result.failed) or 'none'} (seed {seed})")

@@ -2,8 +2,8 @@
 
     streamspec verify --sut NAME|module:Class [--mode inproc|http] [--profile dev|ci|thorough]
                       [--seed N] [--clauses S1,S3] [--families joins,...] [--out DIR] [--strict]
-                      [--fail-fast] [--baseline FILE] [--update-baseline] [--corpus DIR | --no-corpus]
-                      [--no-repro]
+                      [--jobs N] [--fail-fast] [--baseline FILE] [--update-baseline]
+                      [--corpus DIR | --no-corpus] [--no-repro]
     streamspec replay FILE [--sut NAME|module:Class]
     streamspec power --sut NAME|module:Class (--seeds N | --seed-list 3,17) [--profile ci] [--jobs J]
                      [--families joins,...] [--clauses S1,S3] [--out DIR] [--timeout SECONDS]
@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--families", default=None, metavar="joins,...", help="only these scenario families")
     v.add_argument("--out", default=None, metavar="DIR", help="report folder (default: reports/<sut>)")
     v.add_argument("--strict", action="store_true", help="SHOULD failures fail the run too")
+    v.add_argument("--jobs", type=int, default=0, metavar="N",
+                   help="worker processes the search runs ahead in (default 0: one per core); the result "
+                   "is the same with any number (--mode inproc, without DATABASE_URL)")
     v.add_argument("--fail-fast", action="store_true",
                    help="stop the search at the first failure, once its example is shrunk (a faster red; "
                    "the other clauses are then judged on fewer examples)")

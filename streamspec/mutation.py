@@ -51,7 +51,7 @@ def _verify(
     with tempfile.TemporaryDirectory(prefix="streamspec-mutant-") as tmp:
         out = Path(tmp) / "report"
         command = [sys.executable, "-m", "streamspec", "verify", "--sut", sut, "--profile", profile,
-                   "--seed", str(seed), "--out", str(out), "--no-corpus", "--no-repro", *extra]
+                   "--seed", str(seed), "--out", str(out), "--no-corpus", "--no-repro", "--jobs", "1", *extra]
         started = time.perf_counter()
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)

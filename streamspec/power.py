@@ -89,9 +89,10 @@ class PowerRow:
 def verify_command(sut: str, *, profile: str, seed: int, out: Path, families: Sequence[str] | None = None,
                    clauses: Sequence[str] | None = None) -> list[str]:
     """The verify process of one seed: no corpus (a fresh search), no repro scripts (they rerun
-    the failure in further processes and take longer than the search)."""
+    the failure in further processes and take longer than the search), one process (power runs
+    several seeds at once, and times each)."""
     command = [sys.executable, "-m", "streamspec", "verify", "--sut", sut, "--profile", profile,
-               "--seed", str(seed), "--out", str(out), "--no-corpus", "--no-repro"]
+               "--seed", str(seed), "--out", str(out), "--no-corpus", "--no-repro", "--jobs", "1"]
     if families:
         command += ["--families", ",".join(families)]
     if clauses:

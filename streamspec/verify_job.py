@@ -77,6 +77,8 @@ class VerifyJob:
             raise UsageError(f"unknown mode {args.mode!r}: use inproc or http")
         if args.profile not in scenarios.PROFILES:
             raise UsageError(f"unknown profile {args.profile!r}: use one of {', '.join(scenarios.PROFILES)}")
+        if args.jobs < 0:
+            raise UsageError(f"--jobs {args.jobs}: give 0 (one per core) or more")
         return parse_clauses(args.clauses)
 
     def _families(self) -> list[str] | None:
@@ -148,7 +150,7 @@ class VerifyJob:
         say(f"searching: profile {args.profile}" + (f", seed {args.seed}" if args.seed is not None else ""))
         result = scenarios.verify(self.adapter, families=self.families, profile=args.profile, seed=args.seed,
                                   clauses=set(self.clauses) if self.clauses else None, progress=say,
-                                  fail_fast=args.fail_fast)
+                                  fail_fast=args.fail_fast, jobs=args.jobs, sut=args.sut)
         if args.fail_fast and result.failed:
             self.notes.append("the search stopped at its first failure (--fail-fast): the verdicts of the "
                               "other clauses rest on the examples run until then")

@@ -62,6 +62,8 @@ def run_wire_job(args: argparse.Namespace, out_stream: Any) -> int:
         raise UsageError(f"unknown profile {args.profile!r}: use one of {', '.join(WIRE_PROFILES)}")
     if args.families:
         raise UsageError("--families applies to --mode inproc only: the HTTP mode has one scenario family")
+    if getattr(args, "jobs", 0) not in (0, 1):
+        raise UsageError("--jobs applies to --mode inproc only (the HTTP mode runs one search)")
     for flag in ("baseline", "update_baseline", "fail_fast"):
         if getattr(args, flag, None):
             raise UsageError(f"--{flag.replace('_', '-')} applies to --mode inproc only (for now)")

@@ -277,6 +277,8 @@ def test_readme_third_party_adapter(tmp_path):
          "--families applies to --mode inproc"),
         (["verify", "--sut", "SUT", "--mode", "http", "--profile", "forever"], "unknown profile"),
         (["verify", "--sut", "SUT", "--mode", "http", "--fail-fast"], "--fail-fast applies to --mode inproc"),
+        (["verify", "--sut", "SUT", "--mode", "http", "--jobs", "2"], "--jobs applies to --mode inproc"),
+        (["verify", "--sut", "SUT", "--jobs", "-1"], "--jobs -1: give 0 (one per core) or more"),
         (["verify", "--sut", "SUT", "--mode", "http", "--clauses", "W9"], "unknown clause 'W9'"),
         (["verify", "--sut", "SUT", "--mode", "carrier-pigeon"], "unknown mode"),
         (["verify", "--sut", "SUT", "--profile", "forever"], "unknown profile"),

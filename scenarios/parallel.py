@@ -1,0 +1,138 @@
+"""Family passes run ahead in worker processes, so that a verify uses more than one core.
+
+A verify spends its budget pass by pass and, within a pass, family by family (`scenarios.verify`):
+what one family finds is no longer a target for the families after it. That order is kept. The
+workers run every family's pass of a pass *speculatively*, from the state the pass starts with
+(the targets still to be found, each family's rounds and examples so far); the parent then takes
+their results in family order. A family that found nothing ran exactly as it would have in one
+process, so its statistics are merged as they are. From the first family that found something on,
+the targets of the later families would have been different: the parent runs that family and
+every later one itself, as it would without workers, and drops what the workers did for them.
+
+So the result is the same with any number of jobs: a conforming implementation is searched on
+every core, and a failing one costs about what it costs in one process (its first find ends the
+speculation). Why processes: the search is Python on one event loop per run, held by the GIL, and
+an implementation keeps per-process state (a coordinator, Django's connections). Why spawned and
+configured once: a forked child would inherit the parent's database connection and threads. Each
+worker has a database of its own, so only the default temporary SQLite database can be used (a
+DATABASE_URL is shared by every process that reads it, and the workers empty it between runs).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import threading
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from scenarios.stats import Stats
+
+__all__ = ["FamilyPass", "WorkerPool", "default_jobs", "parallel_refusal"]
+
+
+@dataclass
+class FamilyPass:
+    """What one family's pass did in a worker, for the parent to take or drop."""
+
+    family: str
+    found: bool
+    """A round found a failure: the parent runs this family's pass again itself."""
+    stats: Stats
+    generated: int
+    rounds: int
+    finished: bool
+    said: list[str]
+
+
+def default_jobs() -> int:
+    """Worker processes when none are asked for: one per core, at most one per family."""
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def parallel_refusal(jobs: int, on_example: Any, database_url: str | None) -> str | None:
+    """Why a verify with `jobs` cannot use worker processes, or None if it can."""
+    if jobs <= 1:
+        return None
+    if on_example is not None:
+        return "an on_example callback sees every example in this process"
+    if database_url:
+        return ("DATABASE_URL names one database for every process, and each worker empties it between "
+                "its runs")
+    return None
+
+
+# -- the worker side ------------------------------------------------------------------------------
+
+_adapter: Any = None
+_generation: Any = None
+"""The parent's generation counter (shared memory): work of an older generation was dropped."""
+
+
+def _start_worker(sut: str, generation: Any) -> None:
+    from harness.adapters import load_adapter
+    from harness.django_setup import configure
+
+    global _adapter, _generation
+    parent = os.getppid()
+    _adapter = load_adapter(sut)
+    configure(_adapter)  # a temporary SQLite database of this process's own
+    _generation = generation
+    threading.Thread(target=_exit_with, args=(parent,), name="streamspec-parent-watch", daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    """End this worker when its parent is gone (killed: it could not shut the pool down). A worker
+    holds both ends of its task queue, so it would otherwise wait on it forever."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    from django.conf import settings
+
+    folder = os.path.dirname(str(settings.DATABASES["default"]["NAME"]))
+    if os.path.basename(folder).startswith("streamspec-"):
+        shutil.rmtree(folder, ignore_errors=True)  # the temporary database: atexit will not run
+    os._exit(3)
+
+
+PARENT_POLL_SECONDS = 0.5
+
+
+def _run_family_pass(family: str, share: float, state: dict[str, Any], generation: int) -> FamilyPass:
+    from scenarios.verify import _Verification
+
+    said: list[str] = []
+    run = _Verification.for_worker(_adapter, state, said.append)
+    # Stop at the first failing example, unshrunk (the parent runs this pass again itself), and as
+    # soon as the parent dropped this generation's work.
+    run.halt = lambda search: search.before_failure is not None or _generation.value != generation
+    found = run.family_pass(family, share)
+    return FamilyPass(family, found, run.stats, run.generated[family], run.rounds[family],
+                      family in run.finished, said)
+
+
+# -- the parent side ------------------------------------------------------------------------------
+
+
+class WorkerPool:
+    """`jobs` spawned processes, each configured once for the implementation `sut` names."""
+
+    def __init__(self, sut: str, jobs: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._generation = context.Value("q", 0, lock=False)
+        self._pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_worker,
+                                         initargs=(sut, self._generation))
+
+    def submit(self, family: str, share: float, state: dict[str, Any]) -> Future[FamilyPass]:
+        return self._pool.submit(_run_family_pass, family, share, state, self._generation.value)
+
+    def abandon(self) -> None:
+        """Drop the work submitted so far: queued passes never start, running ones end at their
+        next example (their results are not used)."""
+        self._generation.value += 1
+
+    def close(self) -> None:
+        self.abandon()
+        self._pool.shutdown(wait=True, cancel_futures=True)
