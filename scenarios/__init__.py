@@ -4,7 +4,8 @@ Public interface:
 
 - ``PROFILES``: ``"dev"``, ``"ci"``, ``"thorough"`` -> :class:`Profile`
 - ``FAMILIES``: ``"joins"``, ``"reloads"``, ``"restarts"``, ``"completion"``, ``"failure"`` -> :class:`Family`
-- ``verify(adapter, *, families=None, profile="ci", seed=None, clauses=None, progress=None) -> VerifyResult``
+- ``verify(adapter, *, families=None, profile="ci", seed=None, clauses=None, progress=None, fail_fast=False,
+  jobs=1, sut=None) -> VerifyResult``: `jobs` worker processes run family passes ahead (`scenarios.parallel`)
 - ``search_program(adapter, program, *, clauses=None, max_examples=100, seed=0) -> Failure | None``:
   the interleavings of one fixed program, searched by the same loop as the families
 - ``replay(failure) -> Outcome``: re-executes a failure's program with its tape (same history)
