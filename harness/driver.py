@@ -73,7 +73,7 @@ class RunDriver:
 
     def __init__(self, adapter: Adapter, choices: ChoiceSource | None = None, *,
                  max_steps: int = RUN_MAX_STEPS, max_virtual_time: float = RUN_MAX_VIRTUAL_TIME,
-                 record_trace: bool = False, fresh_database: bool = True) -> None:
+                 record_trace: bool = False, fresh_database: bool = True, capture_stacks: bool = True) -> None:
         self.adapter = adapter
         if fresh_database:
             reset_database(adapter)
@@ -91,7 +91,7 @@ class RunDriver:
 
         async def setup() -> None:
             self.recorder = Recorder(self.loop.time)
-            self.run = Run(adapter, self.recorder)
+            self.run = Run(adapter, self.recorder, capture_stacks=capture_stacks)
 
         self.drive(setup)
 
@@ -132,7 +132,7 @@ class RunDriver:
                         finish()  # a replayed tape must be used up exactly
             history = self.recorder.history()
             self.outcome = Outcome(history, check_all(history), self.tape, self.loop.steps, self.loop.time(),
-                                   stacks=self.run.stacks,
+                                   stacks=self.run.stacks if self.run.capture_stacks else None,
                                    cut_short=None if self.end_error is None else str(self.end_error))
             return self.outcome
         finally:

@@ -73,13 +73,16 @@ class RunStacks:
 class _TracedQueue(asyncio.Queue):
     """A client queue that remembers where the implementation registered it and put events into it."""
 
-    def __init__(self, sink: list[stacks.Stack], key: int = 0) -> None:
+    def __init__(self, sink: list[stacks.Stack], key: int = 0, capture: bool = True) -> None:
         super().__init__()
         self._key = key
         self._sink = sink
+        self._capture = capture
         self._seen: set[stacks.Stack] = set()
 
     def _note(self) -> None:
+        if not self._capture:
+            return
         stack = stacks.here(3)
         if stack not in self._seen:
             self._seen.add(stack)
@@ -126,7 +129,8 @@ class _Proc:
 class Run:
     """The scenario's handle on one run: every method is an operation, recorded in the history."""
 
-    def __init__(self, adapter: Adapter, recorder: Recorder, model: type | None = None) -> None:
+    def __init__(self, adapter: Adapter, recorder: Recorder, model: type | None = None, *,
+                 capture_stacks: bool = True) -> None:
         from harness.probe.models import ProbeTask
 
         self.adapter = adapter
@@ -134,7 +138,11 @@ class Run:
         """How the implementation's client items read (its adapter's hooks, else the reference's)."""
         self.model = model or ProbeTask
         self.recorder = recorder
-        self.gates = Gates(ProbeHooks(self._entered, self._exited, self._sending, self._sent))
+        self.gates = Gates(ProbeHooks(self._entered, self._exited, self._sending, self._sent),
+                           capture_stacks=capture_stacks)
+        self.capture_stacks = capture_stacks
+        """Whether call stacks are captured (`stacks`): only reports read them, and a search's
+        examples are many; a failure's report replays it with them (the same run)."""
         self._loop = asyncio.get_running_loop()
         self._procs: dict[str, _Proc] = {}
         self._tasks: dict[Any, TaskRef] = {}
@@ -262,7 +270,7 @@ class Run:
         name = process or self.main
         token = f"c{len(self._clients) + 1}"
         client = ClientRef(token, via.task, name, via, _TracedQueue(self.stacks.clients.setdefault(token, []),
-                                                                   len(self._clients) + 1))
+                                                                   len(self._clients) + 1, self.capture_stacks))
         self._clients[token] = client
 
         async def body(sut: SutProcess) -> None:
@@ -461,7 +469,8 @@ class Run:
     def _task_factory(self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task:
         """Create tasks as asyncio does, remembering where each was created (who started a run)."""
         task = asyncio.Task(coro, loop=loop, **kwargs)
-        self._spawned[task] = stacks.here(2)
+        if self.capture_stacks:
+            self._spawned[task] = stacks.here(2)
         self._tasks_made += 1
         self._created[task] = self._tasks_made
         return task
@@ -473,7 +482,7 @@ class Run:
         key = (_process.get(), task.pk)
         self._active_runs[key] = self._active_runs.get(key, 0) + 1
         record = self.recorder.add(ProcessEnter, _process.get(), task=ref.task.token, obj=ref.token)
-        if record is not None:
+        if record is not None and self.capture_stacks:
             self.stacks.runs[record.index] = stacks.here(2)
             current = asyncio.current_task()
             if current is not None and current in self._spawned:

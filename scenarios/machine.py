@@ -292,7 +292,9 @@ class ScenarioMachine(RuleBasedStateMachine):
     @initialize(data=st.data())
     def begin(self, data: Any) -> None:
         self.choices.attach_data(data)
-        self.session = Session(self.search.adapter, self.choices, max_steps=self.search.profile.max_steps)
+        # No call stacks: only a report reads them, and it replays its failure with them.
+        self.session = Session(self.search.adapter, self.choices, max_steps=self.search.profile.max_steps,
+                               capture_stacks=False)
         if self.family.opening:
             for step in self.family.opening:
                 self.do(dict(step))

@@ -70,7 +70,7 @@ class Session(RunDriver):
 
     def __init__(self, adapter: Adapter, choices: ChoiceSource | None = None, *,
                  max_steps: int = RUN_MAX_STEPS, max_virtual_time: float = RUN_MAX_VIRTUAL_TIME,
-                 record_trace: bool = False, fresh_database: bool = True) -> None:
+                 record_trace: bool = False, fresh_database: bool = True, capture_stacks: bool = True) -> None:
         self.program: list[dict[str, Any]] = []
         self.tasks: list[TaskRef | None] = []
         self.objs: list[ObjRef | None] = []
@@ -81,7 +81,8 @@ class Session(RunDriver):
         """Object slot of a ``create`` -> the task slot it fills."""
         self.procs: list[str] = []
         super().__init__(adapter, choices, max_steps=max_steps, max_virtual_time=max_virtual_time,
-                         record_trace=record_trace, fresh_database=fresh_database)
+                         record_trace=record_trace, fresh_database=fresh_database,
+                         capture_stacks=capture_stacks)
         self.procs.append(self.run.main)
 
     def step(self, step: dict[str, Any]) -> bool:
@@ -219,11 +220,11 @@ async def _perform(s: Session, step: dict[str, Any], slot: int | None, grouped: 
 
 def run_program(adapter: Adapter, program: list[dict[str, Any]], choices: ChoiceSource | None = None, *,
                 max_steps: int = RUN_MAX_STEPS, max_virtual_time: float = RUN_MAX_VIRTUAL_TIME,
-                record_trace: bool = False) -> Outcome:
+                record_trace: bool = False, capture_stacks: bool = True) -> Outcome:
     """Execute `program` step by step on one session, settle, and check every clause."""
     validate_program(program)
     session = Session(adapter, choices, max_steps=max_steps, max_virtual_time=max_virtual_time,
-                      record_trace=record_trace)
+                      record_trace=record_trace, capture_stacks=capture_stacks)
     try:
         for step in program:
             if not session.step(step):

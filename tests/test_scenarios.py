@@ -274,3 +274,16 @@ def test_a_burst_goes_past_the_documented_bound_and_never_past_the_specs(limit, 
     assert burst_size(_Documents(limit)) == burst
     assert burst_size(object()) == MAX_CLIENT_BUFFER + 16  # an adapter without the hook
 
+
+
+@pytest.mark.parametrize("name", sorted(REGRESSIONS))
+def test_a_run_without_call_stacks_is_the_same_run(sut_adapter, name):
+    """The search captures no call stacks (only reports read them): a report replays its failure
+    with them, which is only sound if the run, and its history, are the same either way."""
+    program = REGRESSIONS[name].program
+    tape = run_program(sut_adapter, program, RandomChoices(7)).tape
+    with_stacks = run_program(sut_adapter, program, TapeChoices(tape))
+    without = run_program(sut_adapter, program, TapeChoices(tape), capture_stacks=False)
+    assert without.stacks is None
+    assert with_stacks.stacks is not None and with_stacks.stacks.runs
+    assert without.history == with_stacks.history

@@ -75,6 +75,8 @@ class _Gate:
 @dataclass
 class Gates:
     hooks: ProbeHooks
+    capture_stacks: bool = True
+    """Whether probe objects remember where they were made (`harness.probe.stacks`)."""
     _gates: dict[Any, _Gate] = field(default_factory=dict)
     _seq: dict[Any, int] = field(default_factory=dict)
 

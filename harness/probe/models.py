@@ -23,7 +23,8 @@ class ProbeTask(StreamTaskBase):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if _gates.get() is not None:
+        gates = _gates.get()
+        if gates is not None and gates.capture_stacks:
             # Inside a run: remember where this Python object was made (for bug reports).
             self._streamspec_created = stacks.here(2)
 
