@@ -73,7 +73,8 @@ class RunDriver:
 
     def __init__(self, adapter: Adapter, choices: ChoiceSource | None = None, *,
                  max_steps: int = RUN_MAX_STEPS, max_virtual_time: float = RUN_MAX_VIRTUAL_TIME,
-                 record_trace: bool = False, fresh_database: bool = True, capture_stacks: bool = True) -> None:
+                 record_trace: bool = False, fresh_database: bool = True,
+                 capture_stacks: bool = True) -> None:
         self.adapter = adapter
         if fresh_database:
             reset_database(adapter)

@@ -269,8 +269,9 @@ class Run:
     async def attach(self, via: ObjRef, process: str | None = None) -> ClientRef | None:
         name = process or self.main
         token = f"c{len(self._clients) + 1}"
-        client = ClientRef(token, via.task, name, via, _TracedQueue(self.stacks.clients.setdefault(token, []),
-                                                                   len(self._clients) + 1, self.capture_stacks))
+        queue = _TracedQueue(self.stacks.clients.setdefault(token, []), len(self._clients) + 1,
+                             self.capture_stacks)
+        client = ClientRef(token, via.task, name, via, queue)
         self._clients[token] = client
 
         async def body(sut: SutProcess) -> None:

@@ -70,7 +70,8 @@ class Session(RunDriver):
 
     def __init__(self, adapter: Adapter, choices: ChoiceSource | None = None, *,
                  max_steps: int = RUN_MAX_STEPS, max_virtual_time: float = RUN_MAX_VIRTUAL_TIME,
-                 record_trace: bool = False, fresh_database: bool = True, capture_stacks: bool = True) -> None:
+                 record_trace: bool = False, fresh_database: bool = True,
+                 capture_stacks: bool = True) -> None:
         self.program: list[dict[str, Any]] = []
         self.tasks: list[TaskRef | None] = []
         self.objs: list[ObjRef | None] = []
