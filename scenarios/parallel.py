@@ -36,7 +36,7 @@ __all__ = ["FamilyPass", "WorkerPool", "default_jobs", "parallel_refusal"]
 
 @dataclass
 class FamilyPass:
-    """What one family's pass did in a worker, for the parent to take or drop."""
+    """What one pass of a family did in a worker, for the parent to take or drop."""
 
     family: str
     found: bool
@@ -100,17 +100,15 @@ def _exit_with(parent: int) -> None:
 PARENT_POLL_SECONDS = 0.5
 
 
-def _run_family_pass(family: str, share: float, state: dict[str, Any], generation: int) -> FamilyPass:
+def _run_family_passes(family: str, shares: tuple[float, ...], state: dict[str, Any],
+                       generation: int) -> list[FamilyPass]:
     from scenarios.verify import _Verification
 
-    said: list[str] = []
-    run = _Verification.for_worker(_adapter, state, said.append)
+    run = _Verification.for_worker(_adapter, state, lambda _line: None)
     # Stop at the first failing example, unshrunk (the parent runs this pass again itself), and as
     # soon as the parent dropped this generation's work.
     run.halt = lambda search: search.before_failure is not None or _generation.value != generation
-    found = run.family_pass(family, share)
-    return FamilyPass(family, found, run.stats, run.generated[family], run.rounds[family],
-                      family in run.finished, said)
+    return run.family_passes(family, shares)
 
 
 # -- the parent side ------------------------------------------------------------------------------
@@ -125,8 +123,10 @@ class WorkerPool:
         self._pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_worker,
                                          initargs=(sut, self._generation))
 
-    def submit(self, family: str, share: float, state: dict[str, Any]) -> Future[FamilyPass]:
-        return self._pool.submit(_run_family_pass, family, share, state, self._generation.value)
+    def submit(self, family: str, shares: tuple[float, ...],
+               state: dict[str, Any]) -> Future[list[FamilyPass]]:
+        """`family`'s passes (one per share of its budget), from `state`."""
+        return self._pool.submit(_run_family_passes, family, shares, state, self._generation.value)
 
     def abandon(self) -> None:
         """Drop the work submitted so far: queued passes never start, running ones end at their

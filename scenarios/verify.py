@@ -139,7 +139,7 @@ class _Verification:
     # -- run ahead in worker processes (`scenarios.parallel`) ------------------------------------
 
     def _state(self) -> dict[str, Any]:
-        """What a worker needs to run a family's pass as this process would run it next."""
+        """What a worker needs to run a family's passes as this process would run them next."""
         return {"profile": self.profile, "names": self.names, "wanted": self.wanted, "seed": self.seed,
                 "fail_fast": self.fail_fast, "failures": sorted(self.failures), "first": dict(self.first),
                 "generated": dict(self.generated), "rounds": dict(self.rounds),
@@ -155,27 +155,35 @@ class _Verification:
         run.finished = state["finished"]
         return run
 
-    def family_pass(self, family: str, share: float) -> bool:
-        """A worker's pass of `family`: its rounds until one finds something (True: the parent
-        runs it again itself) or the family is done for this pass (False)."""
-        while family not in self.finished and self.rounds[family] < self.profile.max_rounds:
-            if self._round(family, share):
-                return True
-            break
-        return False
+    def family_passes(self, family: str, shares: tuple[float, ...]) -> list[FamilyPass]:
+        """A worker's passes of `family`, as this process would run them if no family found anything:
+        each pass's rounds until one finds something (then the parent runs it again itself, and
+        the later ones are not run) or the family is done for the pass."""
+        passes = []
+        for share in shares:
+            said: list[str] = []
+            self.say, self.stats = said.append, Stats()
+            # One round at most: a round that found something is the parent's to run again.
+            found = (family not in self.finished and self.rounds[family] < self.profile.max_rounds
+                     and self._round(family, share))
+            passes.append(FamilyPass(family, found, self.stats, self.generated[family], self.rounds[family],
+                                     family in self.finished, said))
+            if found:
+                break
+        return passes
 
-    def _take(self, future: Any) -> FamilyPass | None:
-        """A worker's pass of a family, or None if this process must run it (the worker found
-        something, raised, or the pool broke: then it is not used again)."""
+    def _take(self, future: Any) -> list[FamilyPass] | None:
+        """A worker's passes of a family, or None if this process must run them (the worker raised,
+        or the pool broke: then it is not used again)."""
         try:
-            done: FamilyPass = future.result()
+            passes: list[FamilyPass] = future.result()
         except BrokenProcessPool as exc:
             self.say(f"  the worker processes stopped ({exc}): the search goes on in this process")
             self._close_pool()
             return None
         except Exception:
             return None  # this process runs the same pass, and raises the same if it is the search's
-        return None if done.found else done
+        return passes
 
     def _close_pool(self) -> None:
         if self.pool is not None:
@@ -193,31 +201,39 @@ class _Verification:
             self.failures.setdefault(key, fallback)
 
     def _passes(self) -> None:
-        for share in PASS_SHARES:
-            if self._pass(share):
-                return
+        """The passes over the families, in order; what the workers ran ahead is taken while
+        nothing was found, and from the first find on this process runs the search itself."""
+        ahead = self._run_ahead()
+        for number, share in enumerate(PASS_SHARES):
+            for family in self.names:
+                done = self._ahead(ahead, family, number)
+                if done is not None:
+                    self._merge(done)
+                    continue
+                # From here on the workers' passes had targets that this family's finds may change.
+                if ahead and self.pool is not None:
+                    self.pool.abandon()
+                ahead.clear()
+                if self._family_pass_here(family, share):
+                    return
 
-    def _pass(self, share: float) -> bool:
-        """One pass over the families; True when fail-fast stops the search."""
-        ahead: dict[str, Any] = {}
-        if self.pool is not None:
-            state = self._state()
-            ahead = {f: self.pool.submit(f, share, state) for f in self.names
-                     if f not in self.finished and self.rounds[f] < self.profile.max_rounds}
-        for family in self.names:
-            future = ahead.pop(family, None)
-            done = self._take(future) if future is not None else None
-            if done is not None:
-                self._merge(done)
-                continue
-            # From here on this process runs the pass: what the workers ran ahead had targets that
-            # this family's finds may change.
-            if ahead and self.pool is not None:
-                self.pool.abandon()
-            ahead.clear()
-            if self._family_pass_here(family, share):
-                return True
-        return False
+    def _run_ahead(self) -> dict[str, Any]:
+        """Every family's passes submitted to the workers (none without workers)."""
+        if self.pool is None:
+            return {}
+        state = self._state()
+        # The longest families first, so that no worker is left with one at the end; their
+        # results are taken in family order, whatever order they finish in.
+        order = sorted(self.names, key=lambda f: -FAMILIES[f].budget)
+        return {f: self.pool.submit(f, PASS_SHARES, state) for f in order}
+
+    def _ahead(self, ahead: dict[str, Any], family: str, number: int) -> FamilyPass | None:
+        """The worker's pass `number` of `family` if it can be taken as it is."""
+        future = ahead.get(family)
+        passes = self._take(future) if future is not None else None
+        if passes is None or number >= len(passes) or passes[number].found:
+            return None
+        return passes[number]
 
     def _merge(self, done: FamilyPass) -> None:
         for line in done.said:

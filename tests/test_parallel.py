@@ -26,7 +26,8 @@ def _comparable(result) -> dict:
                          for k, d in stats.get("failures", {}).items()}
     failures = {c: (s.failure.program, s.failure.tape.choices) if s.failure else None
                 for c, s in result.clauses.items()}
-    return {"stats": stats, "verdicts": {c: s.verdict for c, s in result.clauses.items()}, "failures": failures}
+    verdicts = {c: s.verdict for c, s in result.clauses.items()}
+    return {"stats": stats, "verdicts": verdicts, "failures": failures}
 
 
 def test_workers_give_the_result_of_one_process(sut_adapter, monkeypatch):
