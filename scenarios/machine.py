@@ -34,9 +34,9 @@ from harness.choice import HypothesisChoices
 from harness.driver import Outcome
 from harness.history import HARNESS
 from harness.probe.gates import FAIL_WAYS, FINISH_WAYS
-from harness.spec import MAX_CLIENT_BUFFER
 from scenarios.failure import ACROSS, Failure
 from scenarios.families import Family, Profile
+from scenarios.floods import BURST_DRAWS, FLOOD_MAX, FLOOD_MIN, STALLED_BURST_DRAWS, burst_size
 from scenarios.program import Session, iter_ops
 from scenarios.stats import Stats
 from scenarios.targets import SCORES
@@ -62,40 +62,11 @@ class ClauseViolation(AssertionError):
     key = ""
 
 
-FLOOD_MIN, FLOOD_MAX = 2, 12
-"""Events one ``flood`` step releases at once: past a small documented client buffer (the
-reference's under the harness is 2), short of making an example slow."""
-BURST = MAX_CLIENT_BUFFER + 16
-"""Events of a long burst for an implementation that documents no buffer bound of its own: past
-the spec's bound on any client buffer (S8.2). See `burst_size` for one that documents a bound."""
-BURST_DRAWS = 1
-"""A flood's size is one draw: `FLOOD_MIN` to `FLOOD_MAX` events, or past them a `BURST`. Sizes
-grow with the drawn value, so shrinking turns a burst into the smallest flood first. This many
-values past the ordinary sizes are bursts: one flood in twelve."""
-STALLED_BURST_DRAWS = FLOOD_MAX - FLOOD_MIN + 1
-"""The same on a task with a client that stopped reading: one flood in two is a burst. Only there
-does a burst tell anything (a reading client drains it), and it may cost a thousand sends."""
 WAITS = (1.0, 40.0, 100.0)
 """Virtual seconds one ``wait`` lets pass: a poll or two; past a 30 s lease (the reference's
 default: takeovers happen); past a few leases and heartbeats. Not longer: a spell costs a poll
 loop's worth of steps (the reference polls every 0.5 s)."""
 
-
-
-def burst_size(adapter: Adapter) -> int:
-    """Events of a long burst against `adapter`'s implementation: past the bound on a client's
-    buffer that it documents (`buffer_limit`), twice that bound and at least 16 events past it;
-    `BURST` (past the spec's bound) where it documents none, or one at or past the spec's.
-
-    Why not always `BURST`: S8.2 judges a buffer against the documented bound, so a burst past
-    that bound tells what a burst past the spec's tells, at a fraction of the sends (18 instead of
-    1,040 for the reference under the harness, which documents 2). A thousand-event burst was
-    most of a ci search's time, spent in one family."""
-    limit = getattr(adapter, "buffer_limit", None)
-    limit = limit() if callable(limit) else None
-    if not isinstance(limit, int) or limit <= 0 or limit >= MAX_CLIENT_BUFFER:
-        return BURST
-    return min(BURST, max(2 * limit, limit + 16))
 
 
 VIOLATIONS: dict[str, type[ClauseViolation]] = {}

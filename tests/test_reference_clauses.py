@@ -715,7 +715,7 @@ async def test_each_coordinator_keeps_its_own_tasks():
 def test_the_slow_readers_bursts_overflow_the_documented_bound(sut_adapter):
     """A burst the family draws is past the implementation's bound: its S8.2 is what is judged."""
     from scenarios import verify
-    from scenarios.machine import burst_size
+    from scenarios.floods import burst_size
     from scenarios.program import iter_ops
 
     seen: list[int] = []

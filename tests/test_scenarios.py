@@ -269,7 +269,7 @@ class _Documents:
     (10 * MAX_CLIENT_BUFFER, MAX_CLIENT_BUFFER + 16),
 ])
 def test_a_burst_goes_past_the_documented_bound_and_never_past_the_specs(limit, burst):
-    from scenarios.machine import burst_size
+    from scenarios.floods import burst_size
 
     assert burst_size(_Documents(limit)) == burst
     assert burst_size(object()) == MAX_CLIENT_BUFFER + 16  # an adapter without the hook
