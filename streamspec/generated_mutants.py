@@ -318,9 +318,10 @@ def run(root: Path, *, sample: int = SAMPLE, seed: int = SEED, timeout: float = 
             elif src.exists():
                 shutil.copy2(src, tree / name)
         out = Path(tmp) / "verify"
-        # cosmic-ray splits the command as a shell would.
+        # cosmic-ray splits the command as a shell would. One process: the coverage of the unmutated
+        # run below must see every line the search executes.
         command = (f"{shlex.quote(sys.executable)} -m streamspec verify --sut reference --profile dev "
-                   f"--seed 0 --no-corpus --no-repro --out {shlex.quote(str(out))}")
+                   f"--seed 0 --no-corpus --no-repro --jobs 1 --out {shlex.quote(str(out))}")
         (tree / "cosmic-ray.toml").write_text(_config(command, timeout))
         session = tree / "session.sqlite"
         _cosmic_ray("init", "cosmic-ray.toml", str(session), cwd=tree)
