@@ -2,12 +2,12 @@
 
 A verify spends its budget pass by pass and, within a pass, family by family (`scenarios.verify`):
 what one family finds is no longer a target for the families after it. That order is kept. The
-workers run every family's pass of a pass *speculatively*, from the state the pass starts with
-(the targets still to be found, each family's rounds and examples so far); the parent then takes
-their results in family order. A family that found nothing ran exactly as it would have in one
-process, so its statistics are merged as they are. From the first family that found something on,
-the targets of the later families would have been different: the parent runs that family and
-every later one itself, as it would without workers, and drops what the workers did for them.
+workers run every family's passes *speculatively*, from the state the search starts with, as if
+no family found anything; the parent then takes their passes in its own order (pass by pass,
+family by family). A pass that found nothing ran exactly as it would have in one process, so its
+statistics are merged as they are. From the first pass that found something on, the targets of
+the later ones would have been different: the parent runs that pass and every later one itself,
+as it would without workers, and drops what the workers did for them.
 
 So the result is the same with any number of jobs: a conforming implementation is searched on
 every core, and a failing one costs about what it costs in one process (its first find ends the
@@ -49,7 +49,8 @@ class FamilyPass:
 
 
 def default_jobs() -> int:
-    """Worker processes when none are asked for: one per core, at most one per family."""
+    """Worker processes when none are asked for: one per core, at most 8 (`verify` also caps them
+    at one per family)."""
     return max(1, min(os.cpu_count() or 1, 8))
 
 
