@@ -24,6 +24,13 @@ ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["--profile", "dev", "--seed", "1", "--families", "joins"]
 
 
+INTERRUPTIBLE = [sys.executable, "-c", "import runpy, signal, sys; "
+                 "signal.signal(signal.SIGINT, signal.default_int_handler); "
+                 "sys.argv[0] = 'streamspec'; runpy.run_module('streamspec', run_name='__main__')"]
+"""`python -m streamspec` as a terminal starts it: Ctrl-C interrupts it even where this test process
+was started with SIGINT ignored (a CI job run in the background), which its children inherit."""
+
+
 def _cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))

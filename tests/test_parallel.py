@@ -7,14 +7,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from scenarios import verify
-from tests.test_cli import ROOT, _cli
+from tests.test_cli import INTERRUPTIBLE, ROOT, _cli
 
 
 def _runs(tmp_path: Path, sut: str, families: str, seed: str, *, code: int) -> list[tuple[dict, dict]]:
@@ -99,7 +98,7 @@ def test_a_stopped_verify_takes_its_workers_with_it(tmp_path, signum):
     env.pop("DATABASE_URL", None)
     log = tmp_path / "verify.log"
     child = subprocess.Popen(
-        [sys.executable, "-m", "streamspec", "verify", "--sut", "reference", "--profile", "ci", "--seed", "1",
+        [*INTERRUPTIBLE, "verify", "--sut", "reference", "--profile", "ci", "--seed", "1",
          "--jobs", "2", "--no-corpus", "--no-repro", "--out", str(tmp_path / "out")],
         cwd=tmp_path, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )
@@ -111,11 +110,30 @@ def test_a_stopped_verify_takes_its_workers_with_it(tmp_path, signum):
             time.sleep(0.1)
         time.sleep(2)  # the workers are at work
         child.send_signal(signum)
-        child.wait(timeout=30)
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running 30 s after signal {signum}: {_described(tag.encode())}\n"
+                                 f"{log.read_text(errors='replace')[-3000:]}") from None
     finally:
         if child.poll() is None:
             child.kill()
+    # Stopped, not finished: a run that ignored the signal would have ended on its own.
+    assert child.returncode == (130 if signum == signal.SIGINT else -signal.SIGKILL), log.read_text()[-3000:]
+    assert not (tmp_path / "out" / "summary.json").exists()
     deadline = time.monotonic() + 30
     while _tagged(tag.encode()) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _tagged(tag.encode()), log.read_text(errors="replace")[-3000:]
+    assert not _tagged(tag.encode()), _described(tag.encode()) + log.read_text(errors="replace")[-3000:]
+
+
+def _described(tag: bytes) -> str:
+    lines = []
+    for pid in _tagged(tag):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+        except OSError:
+            continue
+        lines.append(f"{pid} {state} {command[:200]}")
+    return "\n".join(lines)

@@ -11,7 +11,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 from harness.checkers.base import Verdict
 from harness.errors import UsageError
 from harness.wire.run import WireRun
+from tests.test_cli import INTERRUPTIBLE
 from tests.wire_support import database_url, run, steps
 
 pytestmark = pytest.mark.http
@@ -117,7 +117,7 @@ def test_an_interrupted_verify_leaves_nothing_behind(sut_adapter, tmp_path, sign
     # would block the child's writes, and it could then not exit when told to.
     log = tmp_path / "verify.log"
     child = subprocess.Popen(
-        [sys.executable, "-m", "streamspec", "verify", "--sut", sut_adapter.name, "--mode", "http",
+        [*INTERRUPTIBLE, "verify", "--sut", sut_adapter.name, "--mode", "http",
          "--profile", "dev", "--seed", "1", "--out", str(tmp_path / "out")],
         cwd=tmp_path, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )
@@ -136,6 +136,7 @@ def test_an_interrupted_verify_leaves_nothing_behind(sut_adapter, tmp_path, sign
     finally:
         if child.poll() is None:
             child.kill()
+    assert not (tmp_path / "out" / "summary.json").exists()  # stopped, not finished
     deadline = time.monotonic() + 5
     while _server_processes(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
