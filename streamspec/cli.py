@@ -305,12 +305,10 @@ def mutants_command(args: argparse.Namespace, *, out_stream: Any = None) -> int:
         raise UsageError(f"--guard-seeds {args.guard_seeds}: give 0 or more")
     if args.timeout <= 0:
         raise UsageError(f"--timeout {args.timeout}: give a positive number of seconds")
-    rows = mutation.run_matrix(args.catalogue, profile=args.profile, seed=args.seed,
-                               timeout=args.timeout, names=names, progress=say, jobs=args.jobs,
-                               first_find=args.first_find)
-    guard = mutation.false_positive_guard("reference", profile=args.profile,
-                                          seeds=list(range(args.seed, args.seed + args.guard_seeds)),
-                                          timeout=args.timeout, jobs=args.jobs, progress=say)
+    rows, guard = mutation.run_with_guard(
+        args.catalogue, profile=args.profile, seed=args.seed, timeout=args.timeout, names=names, progress=say,
+        jobs=args.jobs, first_find=args.first_find, guard_sut="reference",
+        guard_seeds=list(range(args.seed, args.seed + args.guard_seeds)))
     clean = mutation._baseline(args.catalogue, None, args.timeout)
     mutation.write(Path(args.out), rows, guard, args.profile, clean, args.first_find)
     survivors = [r.name for r in rows if not r.detected]

@@ -97,42 +97,66 @@ def _judge(catalogue: str, mutant: Any, profile: str, seed: int, timeout: float,
     return row
 
 
+def _mutants(catalogue: str, names: list[str] | None) -> list[Any]:
+    module = importlib.import_module(catalogue)
+    return [m for m in module.CATALOGUE if not names or m.name in names]
+
+
+def _judge_and_say(catalogue: str, mutant: Any, profile: str, seed: int, timeout: float, first_find: bool,
+                   progress: Any) -> MutantRow:
+    row = _judge(catalogue, mutant, profile, seed, timeout, first_find)
+    if progress:
+        verdict = "killed" if row.detected else ("ERROR" if row.error else "SURVIVED")
+        first = f", first after {row.seconds_to_first:.1f} s" if row.seconds_to_first is not None else ""
+        progress(f"{mutant.name}: {verdict} ({', '.join(row.reported) or '-'}{first})"
+                 + (f": {row.error}" if row.error else ""))
+    return row
+
+
+def _guard_one(sut: str, profile: str, seed: int, timeout: float, progress: Any) -> list[str]:
+    summary, error, seconds = _verify(sut, profile, seed, timeout)
+    bad = [f"error: {error}"] if summary is None else [
+        c["clause"] for c in summary["clauses"] if c["verdict"] == "fail"]
+    if progress:
+        progress(f"{sut} seed {seed}: {', '.join(bad) or 'no violation'} ({seconds:.0f} s)")
+    return bad
+
+
 def run_matrix(catalogue: str, *, profile: str = "ci", seed: int = 0, timeout: float = 600.0,
                names: list[str] | None = None, progress: Any = None, jobs: int = 1,
                first_find: bool = False) -> list[MutantRow]:
     """Every mutant (or those in `names`) verified and run against the example baseline, `jobs`
     processes at a time; rows in catalogue order. `first_find`: each verify looks for the mutant's
     expected clause only and stops at its first failure (the matrix's CI size)."""
-    module = importlib.import_module(catalogue)
-    mutants = [m for m in module.CATALOGUE if not names or m.name in names]
-
-    def judge(mutant: Any) -> MutantRow:
-        row = _judge(catalogue, mutant, profile, seed, timeout, first_find)
-        if progress:
-            verdict = "killed" if row.detected else ("ERROR" if row.error else "SURVIVED")
-            first = f", first after {row.seconds_to_first:.1f} s" if row.seconds_to_first is not None else ""
-            progress(f"{mutant.name}: {verdict} ({', '.join(row.reported) or '-'}{first})"
-                     + (f": {row.error}" if row.error else ""))
-        return row
-
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return list(pool.map(judge, mutants))
+    rows, _ = run_with_guard(catalogue, profile=profile, seed=seed, timeout=timeout, names=names,
+                             progress=progress, jobs=jobs, first_find=first_find, guard_seeds=[])
+    return rows
 
 
 def false_positive_guard(sut: str, *, profile: str, seeds: list[int], timeout: float, jobs: int = 1,
                          progress: Any = None) -> dict[int, list[str]]:
     """The clean implementation over several seeds: seed -> clauses that failed (all empty if sound)."""
-
-    def one(seed: int) -> list[str]:
-        summary, error, seconds = _verify(sut, profile, seed, timeout)
-        bad = [f"error: {error}"] if summary is None else [
-            c["clause"] for c in summary["clauses"] if c["verdict"] == "fail"]
-        if progress:
-            progress(f"{sut} seed {seed}: {', '.join(bad) or 'no violation'} ({seconds:.0f} s)")
-        return bad
-
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return dict(zip(seeds, pool.map(one, seeds), strict=True))
+        futures = [pool.submit(_guard_one, sut, profile, s, timeout, progress) for s in seeds]
+        return {s: f.result() for s, f in zip(seeds, futures, strict=True)}
+
+
+def run_with_guard(catalogue: str, *, profile: str = "ci", seed: int = 0, timeout: float = 600.0,
+                   names: list[str] | None = None, progress: Any = None, jobs: int = 1,
+                   first_find: bool = False, guard_sut: str = "reference",
+                   guard_seeds: list[int] | None = None) -> tuple[list[MutantRow], dict[int, list[str]]]:
+    """The matrix (`run_matrix`) and the false-positive guard of `guard_sut` over `guard_seeds`
+    (`false_positive_guard`) in one pool of `jobs` processes. The guard's verifies are whole
+    searches, the longest runs: they go first, so that no process is left with one at the end
+    while the others are idle."""
+    seeds = list(guard_seeds or [])
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        guarding = [pool.submit(_guard_one, guard_sut, profile, s, timeout, progress) for s in seeds]
+        judging = [pool.submit(_judge_and_say, catalogue, m, profile, seed, timeout, first_find, progress)
+                   for m in _mutants(catalogue, names)]
+        rows = [f.result() for f in judging]
+        guard = {s: f.result() for s, f in zip(seeds, guarding, strict=True)}
+    return rows, guard
 
 
 def to_markdown(rows: list[MutantRow], guard: dict[int, list[str]], profile: str,
