@@ -67,8 +67,6 @@ WAITS = (1.0, 40.0, 100.0)
 default: takeovers happen); past a few leases and heartbeats. Not longer: a spell costs a poll
 loop's worth of steps (the reference polls every 0.5 s)."""
 
-
-
 VIOLATIONS: dict[str, type[ClauseViolation]] = {}
 
 
