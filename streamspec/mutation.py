@@ -133,20 +133,12 @@ def run_matrix(catalogue: str, *, profile: str = "ci", seed: int = 0, timeout: f
     return rows
 
 
-def false_positive_guard(sut: str, *, profile: str, seeds: list[int], timeout: float, jobs: int = 1,
-                         progress: Any = None) -> dict[int, list[str]]:
-    """The clean implementation over several seeds: seed -> clauses that failed (all empty if sound)."""
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(_guard_one, sut, profile, s, timeout, progress) for s in seeds]
-        return {s: f.result() for s, f in zip(seeds, futures, strict=True)}
-
-
 def run_with_guard(catalogue: str, *, profile: str = "ci", seed: int = 0, timeout: float = 600.0,
                    names: list[str] | None = None, progress: Any = None, jobs: int = 1,
                    first_find: bool = False, guard_sut: str = "reference",
                    guard_seeds: list[int] | None = None) -> tuple[list[MutantRow], dict[int, list[str]]]:
-    """The matrix (`run_matrix`) and the false-positive guard of `guard_sut` over `guard_seeds`
-    (`false_positive_guard`) in one pool of `jobs` processes. The guard's verifies are whole
+    """The matrix (`run_matrix`) and the false-positive guard (the clean `guard_sut` over
+    `guard_seeds`: seed -> the clauses that failed) in one pool of `jobs` processes. The guard's verifies are whole
     searches, the longest runs: they go first, so that no process is left with one at the end
     while the others are idle."""
     seeds = list(guard_seeds or [])
