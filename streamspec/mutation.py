@@ -138,9 +138,9 @@ def run_with_guard(catalogue: str, *, profile: str = "ci", seed: int = 0, timeou
                    first_find: bool = False, guard_sut: str = "reference",
                    guard_seeds: list[int] | None = None) -> tuple[list[MutantRow], dict[int, list[str]]]:
     """The matrix (`run_matrix`) and the false-positive guard (the clean `guard_sut` over
-    `guard_seeds`: seed -> the clauses that failed) in one pool of `jobs` processes. The guard's verifies are whole
-    searches, the longest runs: they go first, so that no process is left with one at the end
-    while the others are idle."""
+    `guard_seeds`: seed -> the clauses that failed) in one pool of `jobs` processes. The guard's
+    verifies are whole searches, the longest runs: they go first, so that no process is left with
+    one at the end while the others are idle."""
     seeds = list(guard_seeds or [])
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         guarding = [pool.submit(_guard_one, guard_sut, profile, s, timeout, progress) for s in seeds]
