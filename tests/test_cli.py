@@ -14,6 +14,8 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,34 @@ INTERRUPTIBLE = [sys.executable, "-c", "import runpy, signal, sys; "
                  "sys.argv[0] = 'streamspec'; runpy.run_module('streamspec', run_name='__main__')"]
 """`python -m streamspec` as a terminal starts it: Ctrl-C interrupts it even where this test process
 was started with SIGINT ignored (a CI job run in the background), which its children inherit."""
+
+
+def stop_streamspec(args: list[str], tmp_path: Path, env: dict[str, str], signum: int,
+                    started: Callable[[], bool], *, describe: Callable[[], str] = str) -> tuple[int, str]:
+    """Start `streamspec <args>` as a terminal would (`INTERRUPTIBLE`), wait until `started()`
+    (60 s at most), send it `signum`, and give its exit status and output once it ended (30 s at
+    most). Its output goes to a file, not a pipe nobody reads while it runs: a pipe that fills up
+    would block its writes, and it could then not exit when told to."""
+    log = tmp_path / "streamspec.log"
+    child = subprocess.Popen([*INTERRUPTIBLE, *args], cwd=tmp_path, env=env, stdout=log.open("wb"),
+                             stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not started():
+            assert child.poll() is None, log.read_text(errors="replace")
+            assert time.monotonic() < deadline, f"not started within 60 s: {describe()}"
+            time.sleep(0.05)
+        child.send_signal(signum)
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running 30 s after signal {signum}: {describe()}\n"
+                                 f"{log.read_text(errors='replace')[-3000:]}") from None
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    return child.returncode, log.read_text(errors="replace")
 
 
 def _cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from scenarios import verify
-from tests.test_cli import INTERRUPTIBLE, ROOT, _cli
+from tests.test_cli import ROOT, _cli, stop_streamspec
 
 
 def _runs(tmp_path: Path, sut: str, families: str, seed: str, *, code: int) -> list[tuple[dict, dict]]:
@@ -96,35 +95,25 @@ def test_a_stopped_verify_takes_its_workers_with_it(tmp_path, signum):
     tag = f"STREAMSPEC_TEST_TAG={os.getpid()}-{signum}-{time.monotonic_ns()}"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "STREAMSPEC_TEST_TAG": tag.partition("=")[2]}
     env.pop("DATABASE_URL", None)
-    log = tmp_path / "verify.log"
-    child = subprocess.Popen(
-        [*INTERRUPTIBLE, "verify", "--sut", "reference", "--profile", "ci", "--seed", "1",
-         "--jobs", "2", "--no-corpus", "--no-repro", "--out", str(tmp_path / "out")],
-        cwd=tmp_path, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while len(_tagged(tag.encode())) < 3:  # the verify and its two workers
-            assert child.poll() is None, log.read_text(errors="replace")
-            assert time.monotonic() < deadline, "no workers started"
-            time.sleep(0.1)
-        time.sleep(2)  # the workers are at work
-        child.send_signal(signum)
-        try:
-            child.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"still running 30 s after signal {signum}: {_described(tag.encode())}\n"
-                                 f"{log.read_text(errors='replace')[-3000:]}") from None
-    finally:
-        if child.poll() is None:
-            child.kill()
+    seen: list[float] = []
+
+    def working() -> bool:  # the verify and its two workers, for two seconds
+        if len(_tagged(tag.encode())) < 3:
+            return False
+        seen.append(seen[0] if seen else time.monotonic())
+        return time.monotonic() - seen[0] > 2
+
+    code, output = stop_streamspec(
+        ["verify", "--sut", "reference", "--profile", "ci", "--seed", "1", "--jobs", "2", "--no-corpus",
+         "--no-repro", "--out", str(tmp_path / "out")],
+        tmp_path, env, signum, working, describe=lambda: _described(tag.encode()))
     # Stopped, not finished: a run that ignored the signal would have ended on its own.
-    assert child.returncode == (130 if signum == signal.SIGINT else -signal.SIGKILL), log.read_text()[-3000:]
+    assert code == (130 if signum == signal.SIGINT else -signal.SIGKILL), output[-3000:]
     assert not (tmp_path / "out" / "summary.json").exists()
     deadline = time.monotonic() + 30
     while _tagged(tag.encode()) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _tagged(tag.encode()), _described(tag.encode()) + log.read_text(errors="replace")[-3000:]
+    assert not _tagged(tag.encode()), _described(tag.encode()) + output[-3000:]
 
 
 def _described(tag: bytes) -> str:

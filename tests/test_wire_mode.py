@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import pytest
 from harness.checkers.base import Verdict
 from harness.errors import UsageError
 from harness.wire.run import WireRun
-from tests.test_cli import INTERRUPTIBLE
+from tests.test_cli import stop_streamspec
 from tests.wire_support import database_url, run, steps
 
 pytestmark = pytest.mark.http
@@ -113,29 +112,9 @@ def test_an_interrupted_verify_leaves_nothing_behind(sut_adapter, tmp_path, sign
     tag = f"{os.getpid()}-{signum}-{time.monotonic_ns()}"
     marker = f"STREAMSPEC_TEST_TAG={tag}".encode()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "STREAMSPEC_TEST_TAG": tag}
-    # Its output goes to a file, not a pipe nobody reads while it runs: a pipe that fills up
-    # would block the child's writes, and it could then not exit when told to.
-    log = tmp_path / "verify.log"
-    child = subprocess.Popen(
-        [*INTERRUPTIBLE, "verify", "--sut", sut_adapter.name, "--mode", "http",
-         "--profile", "dev", "--seed", "1", "--out", str(tmp_path / "out")],
-        cwd=tmp_path, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not _server_processes(marker):
-            assert child.poll() is None, log.read_text(errors="replace")
-            assert time.monotonic() < deadline, "no server started"
-            time.sleep(0.05)
-        child.send_signal(signum)
-        try:
-            child.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"still running 30 s after signal {signum}:\n"
-                                 f"{log.read_text(errors='replace')[-3000:]}") from None
-    finally:
-        if child.poll() is None:
-            child.kill()
+    stop_streamspec(["verify", "--sut", sut_adapter.name, "--mode", "http", "--profile", "dev", "--seed", "1",
+                     "--out", str(tmp_path / "out")],
+                    tmp_path, env, signum, lambda: bool(_server_processes(marker)))
     assert not (tmp_path / "out" / "summary.json").exists()  # stopped, not finished
     deadline = time.monotonic() + 5
     while _server_processes(marker) and time.monotonic() < deadline:
