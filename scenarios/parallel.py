@@ -73,16 +73,17 @@ _generation: Any = None
 """The parent's generation counter (shared memory): work of an older generation was dropped."""
 
 
-def _start_worker(sut: str, generation: Any) -> None:
+def _start_worker(sut: str, generation: Any, parent: int) -> None:
     from harness.adapters import load_adapter
     from harness.django_setup import configure
 
+    # First, and with the parent's pid as the parent gave it: a parent killed while this process
+    # was still starting is gone already, and its pid is no longer this process's parent's.
+    threading.Thread(target=_exit_with, args=(parent,), name="streamspec-parent-watch", daemon=True).start()
     global _adapter, _generation
-    parent = os.getppid()
     _adapter = load_adapter(sut)
     configure(_adapter)  # a temporary SQLite database of this process's own
     _generation = generation
-    threading.Thread(target=_exit_with, args=(parent,), name="streamspec-parent-watch", daemon=True).start()
 
 
 def _exit_with(parent: int) -> None:
@@ -92,9 +93,10 @@ def _exit_with(parent: int) -> None:
         time.sleep(PARENT_POLL_SECONDS)
     from django.conf import settings
 
-    folder = os.path.dirname(str(settings.DATABASES["default"]["NAME"]))
-    if os.path.basename(folder).startswith("streamspec-"):
-        shutil.rmtree(folder, ignore_errors=True)  # the temporary database: atexit will not run
+    if settings.configured:
+        folder = os.path.dirname(str(settings.DATABASES["default"]["NAME"]))
+        if os.path.basename(folder).startswith("streamspec-"):
+            shutil.rmtree(folder, ignore_errors=True)  # the temporary database: atexit will not run
     os._exit(3)
 
 
@@ -122,7 +124,7 @@ class WorkerPool:
         context = multiprocessing.get_context("spawn")
         self._generation = context.Value("q", 0, lock=False)
         self._pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_worker,
-                                         initargs=(sut, self._generation))
+                                         initargs=(sut, self._generation, os.getpid()))
 
     def submit(self, family: str, shares: tuple[float, ...],
                state: dict[str, Any]) -> Future[list[FamilyPass]]:

@@ -126,3 +126,19 @@ def _described(tag: bytes) -> str:
             continue
         lines.append(f"{pid} {state} {command[:200]}")
     return "\n".join(lines)
+
+
+def test_a_worker_whose_parent_died_while_it_started_exits():
+    """The parent's pid comes from the parent: a worker that starts after its parent was killed
+    (its parent is then another process) exits at once instead of waiting on its queue forever."""
+    import subprocess
+    import sys
+
+    gone = 2**22 + 1  # above Linux's default pid_max: no process has it
+    code = ("import multiprocessing, time; from scenarios.parallel import _start_worker; "
+            f"_start_worker('reference', multiprocessing.Value('q', 0, lock=False), {gone}); "
+            "time.sleep(60); print('still here')")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("DATABASE_URL", None)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=50)
+    assert done.returncode == 3 and "still here" not in done.stdout, done.stdout + done.stderr
