@@ -76,13 +76,15 @@ def test_workers_need_the_adapters_name(sut_adapter):
         verify(sut_adapter, families=["joins", "failure"], profile="dev", seed=0, jobs=2)
 
 
-def _tagged(tag: bytes) -> list[int]:
+def _tagged(tag: bytes, command: bytes = b"") -> list[int]:
+    """Live processes with `tag` in their environment (and `command` in their command line)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            if tag in (entry / "environ").read_bytes() and (entry / "stat").read_text().split()[2] != "Z":
+            if (tag in (entry / "environ").read_bytes() and command in (entry / "cmdline").read_bytes()
+                    and (entry / "stat").read_text().split()[2] != "Z"):
                 found.append(int(entry.name))
         except OSError:
             continue
@@ -97,8 +99,8 @@ def test_a_stopped_verify_takes_its_workers_with_it(tmp_path, signum):
     env.pop("DATABASE_URL", None)
     seen: list[float] = []
 
-    def working() -> bool:  # the verify and its two workers, for two seconds
-        if len(_tagged(tag.encode())) < 3:
+    def working() -> bool:  # both workers (not the resource tracker), for two seconds
+        if len(_tagged(tag.encode(), b"spawn_main")) < 2:
             return False
         seen.append(seen[0] if seen else time.monotonic())
         return time.monotonic() - seen[0] > 2
