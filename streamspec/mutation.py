@@ -22,6 +22,7 @@ from typing import Any
 
 from harness import spec
 from harness.errors import ConfigError
+from streamspec.power import verify_command
 
 
 @dataclass
@@ -50,8 +51,7 @@ def _verify(
 ) -> tuple[dict[str, Any] | None, str | None, float]:
     with tempfile.TemporaryDirectory(prefix="streamspec-mutant-") as tmp:
         out = Path(tmp) / "report"
-        command = [sys.executable, "-m", "streamspec", "verify", "--sut", sut, "--profile", profile,
-                   "--seed", str(seed), "--out", str(out), "--no-corpus", "--no-repro", "--jobs", "1", *extra]
+        command = [*verify_command(sut, profile=profile, seed=seed, out=out), *extra]
         started = time.perf_counter()
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
