@@ -140,9 +140,6 @@ class Run:
         self.recorder = recorder
         self.gates = Gates(ProbeHooks(self._entered, self._exited, self._sending, self._sent),
                            capture_stacks=capture_stacks)
-        self.capture_stacks = capture_stacks
-        """Whether call stacks are captured (`stacks`): only reports read them, and a search's
-        examples are many; a failure's report replays it with them (the same run)."""
         self._loop = asyncio.get_running_loop()
         self._procs: dict[str, _Proc] = {}
         self._tasks: dict[Any, TaskRef] = {}
@@ -158,6 +155,12 @@ class Run:
         self._created: weakref.WeakKeyDictionary[asyncio.Task, int] = weakref.WeakKeyDictionary()
         self._loop.set_task_factory(self._task_factory)
         self.main = self.spawn()
+
+    @property
+    def capture_stacks(self) -> bool:
+        """Whether call stacks are captured (`stacks`): only reports read them, and a search's
+        examples are many; a failure's report replays it with them (the same run)."""
+        return self.gates.capture_stacks
 
     # -- processes --------------------------------------------------------------------------------
 
