@@ -33,6 +33,24 @@ INTERRUPTIBLE = [sys.executable, "-c", "import runpy, signal, sys; "
 was started with SIGINT ignored (a CI job run in the background), which its children inherit."""
 
 
+def live_processes(*in_environ: bytes, command: bytes = b"") -> list[int]:
+    """Live processes (not zombies, not this one) whose environment holds every one of `in_environ`
+    and whose command line holds `command`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            if (all(marker in environ for marker in in_environ)
+                    and command in (entry / "cmdline").read_bytes()
+                    and (entry / "stat").read_text().split()[2] != "Z"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
 def stop_streamspec(args: list[str], tmp_path: Path, env: dict[str, str], signum: int,
                     started: Callable[[], bool], *, describe: Callable[[], str] = str) -> tuple[int, str]:
     """Start `streamspec <args>` as a terminal would (`INTERRUPTIBLE`), wait until `started()`

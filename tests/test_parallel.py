@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from scenarios import verify
-from tests.test_cli import ROOT, _cli, stop_streamspec
+from tests.test_cli import ROOT, _cli, live_processes, stop_streamspec
 
 
 def _runs(tmp_path: Path, sut: str, families: str, seed: str, *, code: int) -> list[tuple[dict, dict]]:
@@ -76,21 +76,6 @@ def test_workers_need_the_adapters_name(sut_adapter):
         verify(sut_adapter, families=["joins", "failure"], profile="dev", seed=0, jobs=2)
 
 
-def _tagged(tag: bytes, command: bytes = b"") -> list[int]:
-    """Live processes with `tag` in their environment (and `command` in their command line)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if (tag in (entry / "environ").read_bytes() and command in (entry / "cmdline").read_bytes()
-                    and (entry / "stat").read_text().split()[2] != "Z"):
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL])
 def test_a_stopped_verify_takes_its_workers_with_it(tmp_path, signum):
     """Ctrl-C shuts the pool down; a parent killed outright cannot, and its workers notice."""
@@ -100,7 +85,7 @@ def test_a_stopped_verify_takes_its_workers_with_it(tmp_path, signum):
     seen: list[float] = []
 
     def working() -> bool:  # both workers (not the resource tracker), for two seconds
-        if len(_tagged(tag.encode(), b"spawn_main")) < 2:
+        if len(live_processes(tag.encode(), command=b"spawn_main")) < 2:
             return False
         seen.append(seen[0] if seen else time.monotonic())
         return time.monotonic() - seen[0] > 2
@@ -113,14 +98,14 @@ def test_a_stopped_verify_takes_its_workers_with_it(tmp_path, signum):
     assert code == (130 if signum == signal.SIGINT else -signal.SIGKILL), output[-3000:]
     assert not (tmp_path / "out" / "summary.json").exists()
     deadline = time.monotonic() + 30
-    while _tagged(tag.encode()) and time.monotonic() < deadline:
+    while live_processes(tag.encode()) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _tagged(tag.encode()), _described(tag.encode()) + output[-3000:]
+    assert not live_processes(tag.encode()), _described(tag.encode()) + output[-3000:]
 
 
 def _described(tag: bytes) -> str:
     lines = []
-    for pid in _tagged(tag):
+    for pid in live_processes(tag):
         try:
             command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             state = Path(f"/proc/{pid}/stat").read_text().split()[2]

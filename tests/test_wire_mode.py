@@ -18,7 +18,7 @@ import pytest
 from harness.checkers.base import Verdict
 from harness.errors import UsageError
 from harness.wire.run import WireRun
-from tests.test_cli import stop_streamspec
+from tests.test_cli import live_processes, stop_streamspec
 from tests.wire_support import database_url, run, steps
 
 pytestmark = pytest.mark.http
@@ -33,21 +33,9 @@ TWO_SERVERS = [{"op": "servers", "count": 2}, *steps(
 
 
 def _server_processes(marker: bytes) -> list[int]:
-    """Live processes whose environment holds `marker` (servers inherit the environment of the
-    harness that started them, and carry its control address)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-            state = (entry / "stat").read_text().split()[2]
-        except OSError:
-            continue
-        server = b"STREAMSPEC_CONTROL=" in environ
-        if server and marker in environ and state != "Z" and int(entry.name) != os.getpid():
-            found.append(int(entry.name))
-    return found
+    """Live server processes whose environment holds `marker` (servers inherit the environment of
+    the harness that started them, and carry its control address)."""
+    return live_processes(marker, b"STREAMSPEC_CONTROL=")
 
 
 def test_two_servers_on_one_database(sut_adapter):
